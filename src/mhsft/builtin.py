@@ -1,0 +1,45 @@
+"""The registry of built-in recipes shipped inside the package (`recipes/` at the repository top)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from mhsft.errors import MhsftError
+from mhsft.paths import display
+
+DIRECTORY = Path(__file__).resolve().parent / "recipes"
+_DESCRIPTION = re.compile(r'^description\s*=\s*"(.*)"\s*$', re.MULTILINE)
+
+
+def names() -> list[str]:
+    """Built-in recipe names, sorted."""
+    return sorted(p.stem for p in DIRECTORY.glob("*.toml"))
+
+
+def path(name: str) -> Path | None:
+    """The file of built-in recipe `name` (with or without `.toml`), or None."""
+    stem = name.removesuffix(".toml")
+    candidate = DIRECTORY / f"{stem}.toml"
+    return candidate if "/" not in stem and candidate.is_file() else None
+
+
+def description(name: str) -> str:
+    """The recipe's one-line description, read without a TOML parse."""
+    found = _DESCRIPTION.search((DIRECTORY / f"{name}.toml").read_text(encoding="utf-8"))
+    return found.group(1) if found else ""
+
+
+def copy(name: str, dest: Path, overwrite: bool = False) -> Path:
+    """Copy built-in `name` to `dest` (a file, or a folder to put NAME.toml in) so it can be edited."""
+    source = path(name)
+    if source is None:
+        raise MhsftError(f"--from {name}: no built-in recipe of that name. The built-ins are: {', '.join(names())}.")
+    if dest.suffix != ".toml":
+        dest = dest.with_suffix(".toml")
+    if dest.exists() and not overwrite:
+        raise MhsftError(f"{display(dest)} already exists. Choose another name, or pass --force to replace it.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    return dest

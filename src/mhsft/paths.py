@@ -1,0 +1,21 @@
+"""Small path helpers shared by messages and rendering."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def display(path: Path | str) -> str:
+    """A path as a person would type it: relative to the current directory when it is inside it."""
+    p = Path(path)
+    try:
+        rel = p.resolve().relative_to(Path.cwd().resolve())
+    except (ValueError, OSError):
+        return str(p)
+    return str(rel) if str(rel) != "." else "."
+
+
+def absolute(value: str, cwd: Path) -> str:
+    """`value` as an absolute path, `~` expanded, relative paths taken from `cwd`."""
+    return os.path.normpath(cwd / Path(value).expanduser())

@@ -1,0 +1,341 @@
+"""Validation: a merged recipe becomes a `Recipe` whose every value swift will accept, or a clear error.
+
+Swift sections are checked against the argument names, kinds and choices of the installed ms-swift (see
+`swift_args`), exactly, because swift's own parser accepts prefixes (`lora_r` silently sets `lora_rank`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mhsft.environment import is_secret_key, is_secret_name
+from mhsft.errors import MhsftError
+from mhsft.recipe import SECTIONS, RawRecipe, type_name
+from mhsft.swift_args import COMMANDS, ArgSpec, specs, suggest, swift_version
+
+FLASH_ATTN = ("flash_attn", "flash_attention_2", "flash_attention_3", "flash_attention_4")
+SAFE_RENAMES = {"train_type": "tuner_type", "sft_type": "tuner_type"}
+LMDEPLOY_RENAMES = {
+    "tp": "lmdeploy_tp",
+    "session_len": "lmdeploy_session_len",
+    "cache_max_entry_count": "lmdeploy_cache_max_entry_count",
+}
+VLLM_RENAMES = {"tp": "vllm_tensor_parallel_size"}
+REMOVED = {
+    "merge_dtype": "ms-swift 4.6 has no merge_dtype: the merged model is saved in `torch_dtype`; set "
+    "[export] torch_dtype instead",
+    "hub_model_id_or_path": "use `hub_model_id`",
+}
+BACKEND_ALIASES = {"pt": "transformers"}
+NOTIFY_OK = ("lark", "dingtalk")
+NOTIFY_BROKEN = ("wxwork", "slack", "discord")
+# [swanlab] keys: name -> (kind, choices)
+SWANLAB_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "project": ("str", ()),
+    "workspace": ("str", ()),
+    "exp_name": ("str", ()),
+    "mode": ("str", ("cloud", "local")),
+    "api_host": ("str", ()),
+    "web_host": ("str", ()),
+    "log_dir": ("str", ()),
+    "notification_method": ("str", NOTIFY_OK + NOTIFY_BROKEN + ("email",)),
+    "webhook_url": ("str", ()),
+}
+# [launch] keys: name -> (kind, environment variable)
+LAUNCH_KEYS = {
+    "gpus": ("str", "CUDA_VISIBLE_DEVICES"),
+    "nproc_per_node": ("int", "NPROC_PER_NODE"),
+    "nnodes": ("int", "NNODES"),
+    "node_rank": ("int", "NODE_RANK"),
+    "master_addr": ("str", "MASTER_ADDR"),
+    "master_port": ("int", "MASTER_PORT"),
+}
+RESERVED_ENV = {var: f"[launch] {key}" for key, (_, var) in LAUNCH_KEYS.items()} | {
+    "SWANLAB_API_HOST": "[swanlab] api_host",
+    "SWANLAB_WEB_HOST": "[swanlab] web_host",
+    "SWANLAB_LOG_DIR": "[swanlab] log_dir",
+    "SWANLAB_PROJECT": "[swanlab] project",
+    "SWANLAB_RUN_ID": "mhsft (it assigns the run id)",
+    "SWANLAB_RUN_RESUME": "mhsft train --resume",
+}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class SwanlabSettings:
+    """The [swanlab] table after validation."""
+
+    project: str
+    mode: str
+    exp_name: str
+    workspace: str | None = None
+    api_host: str | None = None
+    web_host: str | None = None
+    log_dir: str | None = None
+    notification_method: str | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe: swift arguments per command, SwanLab settings, launch and child environment."""
+
+    name: str
+    description: str
+    path: Path
+    chain: tuple[Path, ...]
+    sha256: str
+    swanlab: SwanlabSettings
+    launch_env: dict[str, str]
+    env: dict[str, str]
+    args: dict[str, dict[str, Any]]
+    warnings: tuple[str, ...]
+    resolved: dict[str, Any]
+
+
+def _err(where: str, message: str) -> MhsftError:
+    return MhsftError(f"{where}: {message}")
+
+
+def _scalar_ok(kind: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return kind == "bool"
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, (int, float))
+    if kind == "json":
+        return isinstance(value, (str, dict, list))
+    return kind == "str" and isinstance(value, (str, int, float))
+
+
+_EXPECT = {
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "json": "a table or a JSON string",
+}
+
+
+def check_value(kind: str, is_list: bool, choices: tuple[Any, ...], value: Any, where: str) -> Any:
+    """Check one value against a kind (and list-ness, choices); return it, lists kept as lists."""
+    items = value if is_list and isinstance(value, list) else [value]
+    if not is_list and isinstance(value, list) and kind != "json":
+        raise _err(where, f"expected {_EXPECT[kind]}, got an array. This option takes a single value.")
+    for item in items:
+        if not _scalar_ok(kind, item):
+            shown = "" if isinstance(item, (dict, list)) else f" {json.dumps(item)}"
+            many = " (or an array of them)" if is_list else ""
+            raise _err(where, f"expected {_EXPECT[kind]}{many}, got {type_name(item)}{shown}.")
+        if choices and str(item) not in {str(c) for c in choices}:
+            raise _err(where, f"{json.dumps(item)} is not one of {', '.join(map(str, choices))}.")
+    return value
+
+
+def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> tuple[str, str | None]:
+    """The 4.6 name for `key` in a swift section, plus a warning when an old name was translated."""
+    where = raw.where(section, key)
+    if is_secret_key(section, key):
+        raise _err(
+            where,
+            "secrets never go in a recipe (mhsft never puts them on a command line). Remove this "
+            "key and put the value in .env: SWANLAB_API_KEY for SwanLab, MODELSCOPE_API_TOKEN or "
+            "HF_TOKEN for the hubs, MHSFT_DEPLOY_API_KEY for `mhsft deploy`.",
+        )
+    key = key.replace("-", "_")
+    if section == "sft" and key.startswith("swanlab_"):
+        raise _err(
+            where,
+            f"SwanLab settings live in [swanlab]: write `{key.removeprefix('swanlab_')} = ...` "
+            "there (tracking is always on; mhsft renders the swanlab_* flags itself).",
+        )
+    known = specs(section)
+    if key in known:
+        return key, None
+    if key in REMOVED:
+        raise _err(where, f"{REMOVED[key]}.")
+    renames = dict(SAFE_RENAMES)
+    if section in ("infer", "deploy"):
+        renames |= VLLM_RENAMES if backend == "vllm" else LMDEPLOY_RENAMES if backend == "lmdeploy" else {}
+    if key in renames and renames[key] in known:
+        return renames[key], f"{where}: `{key}` is the old name of `{renames[key]}` (ms-swift 4.6); translated."
+    if key in LMDEPLOY_RENAMES:
+        raise _err(
+            where,
+            f"this is not a ms-swift 4.6 argument. With infer_backend lmdeploy it is "
+            f"`{LMDEPLOY_RENAMES[key]}`; with vllm use the vllm_* options (e.g. "
+            "vllm_tensor_parallel_size).",
+        )
+    prefixed = sorted(k for k in known if k.startswith(key))
+    if prefixed:
+        raise _err(
+            where,
+            f"not an argument of `swift {section}` in ms-swift {swift_version()}. Did you mean "
+            f"`{prefixed[0]}`? Names must match exactly: swift's parser would silently take "
+            f"`{key}` as `{prefixed[0]}`.",
+        )
+    raise _err(
+        where,
+        f"not an argument of `swift {section}` in ms-swift {swift_version()}.{suggest(key, known)}"
+        f" See `swift {section} --help` or the ms-swift command-line docs for the names.",
+    )
+
+
+def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[str, Any]:
+    table = raw.data[section]
+    backend = table.get("infer_backend")
+    if section in ("infer", "deploy") and backend in BACKEND_ALIASES:
+        backend = BACKEND_ALIASES[backend]
+        warnings.append(f"{raw.where(section, 'infer_backend')}: `pt` is the old name of `transformers`; translated.")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name, warning = _swift_key(raw, section, key, backend)
+        if warning:
+            warnings.append(warning)
+        if name == "infer_backend":
+            value = backend
+        spec: ArgSpec = specs(section)[name]
+        out[name] = check_value(spec.kind, spec.list, spec.choices, value, raw.where(section, key))
+    return out
+
+
+def _check_sft(raw: RawRecipe, sft: dict[str, Any]) -> None:
+    model = sft.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise _err(
+            raw.where("sft", "model"),
+            'a model is required: set [sft] model to a hub id such as "Qwen/Qwen2.5-7B-Instruct" or a local directory.',
+        )
+    dataset = sft.get("dataset")
+    if not dataset or (isinstance(dataset, list) and not any(str(d).strip() for d in dataset)):
+        raise _err(
+            raw.where("sft", "dataset"),
+            "at least one dataset is required: set [sft] dataset to a hub "
+            'id or a local .jsonl file, e.g. dataset = ["data/train.jsonl"].',
+        )
+    for flag in ("packing", "padding_free"):
+        if sft.get(flag) is True and sft.get("attn_impl") not in FLASH_ATTN:
+            raise _err(
+                raw.where("sft", flag),
+                f"{flag} needs flash attention: set [sft] attn_impl = "
+                f'"flash_attn" (and install flash-attn), or set {flag} = false.',
+            )
+
+
+def _swanlab(raw: RawRecipe) -> SwanlabSettings:
+    table = dict(raw.data["swanlab"])
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = raw.where("swanlab", key)
+        if is_secret_key("swanlab", key):
+            raise _err(where, "secrets never go in a recipe. Put the SwanLab key in .env as SWANLAB_API_KEY.")
+        if key not in SWANLAB_KEYS:
+            raise _err(
+                where, f"unknown [swanlab] key.{suggest(key, SWANLAB_KEYS)} The keys are {', '.join(SWANLAB_KEYS)}."
+            )
+        kind, choices = SWANLAB_KEYS[key]
+        values[key] = str(check_value(kind, False, choices, value, where)).strip() or None
+    if not values.get("project"):
+        raise _err(
+            raw.where("swanlab", "project"),
+            'the SwanLab project must not be empty: set [swanlab] project = "my-project".',
+        )
+    for key in ("api_host", "web_host"):
+        if values.get(key) and not re.match(r"^https?://[^/\s]+", values[key]):
+            raise _err(
+                raw.where("swanlab", key),
+                f'{values[key]!r} is not a URL: write it with its scheme, e.g. "https://swanlab.example.com".',
+            )
+    method = values.get("notification_method")
+    if method in NOTIFY_BROKEN:
+        raise _err(
+            raw.where("swanlab", "notification_method"),
+            f"{method} notifications crash on ms-swift 4.6 "
+            f"(it passes secret= to every callback and {method} rejects it). Use one of "
+            f"{', '.join(NOTIFY_OK)}.",
+        )
+    if method == "email":
+        raise _err(
+            raw.where("swanlab", "notification_method"),
+            "email notifications need the SMTP password on "
+            f"swift's command line, which mhsft never does. Use one of {', '.join(NOTIFY_OK)}.",
+        )
+    if method and not values.get("webhook_url"):
+        raise _err(raw.where("swanlab", "webhook_url"), f"{method} notifications need a webhook_url.")
+    values["exp_name"] = values.get("exp_name") or str(raw.data["name"])
+    return SwanlabSettings(**values)
+
+
+def _launch(raw: RawRecipe) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for key, value in raw.data["launch"].items():
+        where = raw.where("launch", key)
+        if key not in LAUNCH_KEYS:
+            raise _err(
+                where, f"unknown [launch] key.{suggest(key, LAUNCH_KEYS)} The keys are {', '.join(LAUNCH_KEYS)}."
+            )
+        kind, var = LAUNCH_KEYS[key]
+        if key == "gpus" and isinstance(value, list):
+            value = ",".join(str(check_value("int", False, (), v, where)) for v in value)
+        check_value(kind, False, (), value, where)
+        if kind == "int" and value < (0 if key == "node_rank" else 1):
+            raise _err(where, f"must be {'>= 0' if key == 'node_rank' else '>= 1'}, got {value}.")
+        env[var] = str(value)
+    gpus = [g for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    nproc = int(env.get("NPROC_PER_NODE", "1"))
+    if gpus and nproc > len(gpus):
+        raise _err(
+            raw.where("launch", "nproc_per_node"),
+            f"{nproc} processes per node but gpus lists only "
+            f"{len(gpus)} GPU(s) ({env['CUDA_VISIBLE_DEVICES']}). Make them match.",
+        )
+    return env
+
+
+def _env(raw: RawRecipe) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in raw.data["env"].items():
+        where = raw.where("env", key)
+        if not _ENV_NAME.match(key):
+            raise _err(where, "not a valid environment variable name (letters, digits and _).")
+        if is_secret_name(key):
+            raise _err(
+                where,
+                f"secrets never go in a recipe. Put {key} in .env or your environment; mhsft "
+                "passes it to swift through the environment.",
+            )
+        if key in RESERVED_ENV:
+            raise _err(where, f"mhsft sets {key} itself; use {RESERVED_ENV[key]} instead.")
+        if not isinstance(value, bool):
+            check_value("str", False, (), value, where)
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def validate(raw: RawRecipe) -> Recipe:
+    """Check every section of a loaded recipe; raise `MhsftError` naming the file, section and key."""
+    warnings: list[str] = []
+    args = {section: _swift_section(raw, section, warnings) for section in COMMANDS}
+    _check_sft(raw, args["sft"])
+    resolved = {k: raw.data[k] for k in ("name", "description") if k in raw.data}
+    resolved |= {s: raw.data[s] for s in SECTIONS if raw.data[s]}
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+    return Recipe(
+        name=str(raw.data["name"]),
+        description=str(raw.data.get("description", "")),
+        path=raw.path,
+        chain=tuple(raw.chain),
+        sha256=digest,
+        swanlab=_swanlab(raw),
+        launch_env=_launch(raw),
+        env=_env(raw),
+        args=args,
+        warnings=tuple(warnings),
+        resolved=resolved,
+    )

@@ -1,0 +1,110 @@
+"""Shared test fixtures: an isolated environment, a fake `swift` on PATH, and ways to run mhsft."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SECRET = "sk-test-SECRET-0123456789abcdef"  # a recognisable fake key; must never show up anywhere
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """A minimal environment: no SwanLab/hub variables or secrets from the developer's shell."""
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env |= {
+        "HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+        "NO_COLOR": "1",
+        "HF_HUB_OFFLINE": "1",
+        "MODELSCOPE_CACHE": str(home / "modelscope"),
+        "SWANLAB_ROOT": str(home / ".swanlab"),
+    }
+    return env
+
+
+@dataclass
+class FakeSwift:
+    """A fake `swift` first on PATH that logs every call (argv, environment) to a jsonl file."""
+
+    bin_dir: Path
+    log: Path
+
+    def calls(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+@pytest.fixture
+def fake_swift(tmp_path: Path) -> FakeSwift:
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    script = bin_dir / "swift"
+    script.write_text(
+        f"#!{sys.executable}\nimport runpy, sys\nsys.path.insert(0, {str(TESTS)!r})\n"
+        "runpy.run_path(" + repr(str(TESTS / "fake_swift.py")) + ", run_name='__main__')\n"
+    )
+    script.chmod(0o755)
+    return FakeSwift(bin_dir, tmp_path / "swift-calls.jsonl")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory, made current, with HOME pointing inside tmp."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture
+def env(tmp_path: Path, fake_swift: FakeSwift) -> dict[str, str]:
+    """Environment for `mhsft` subprocesses: isolated HOME, the fake swift first on PATH."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    e = base_env(home)
+    e["PATH"] = f"{fake_swift.bin_dir}{os.pathsep}{e.get('PATH', '')}"
+    e["FAKE_SWIFT_LOG"] = str(fake_swift.log)
+    return e
+
+
+def mhsft(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """Run `python -m mhsft ARGS` as a user would, capturing text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "mhsft", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def local_recipe(folder: Path, extra: str = "", mode: str = "local") -> Path:
+    """A small valid recipe with a local dataset file (which exists) and SwanLab in `mode`."""
+    write(folder / "data" / "train.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n')
+    (folder / "model").mkdir(exist_ok=True)
+    return write(
+        folder / "r.toml",
+        f"""
+name = "unit"
+[swanlab]
+project = "unit-proj"
+mode = "{mode}"
+[sft]
+model = "model"
+dataset = ["data/train.jsonl"]
+output_dir = "out"
+{extra}
+""",
+    )

@@ -1,0 +1,187 @@
+"""Validation: exact ms-swift 4.6 names, types, choices, renames, secrets and required values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SECRET, write
+
+from mhsft.environment import Environment
+from mhsft.errors import MhsftError
+from mhsft.recipe import load
+from mhsft.schema import validate
+
+ENV = Environment(values={"MY_KEY": SECRET})
+
+
+def check(workdir: Path, body: str, *overrides: str):
+    write(workdir / "r.toml", 'extends = "qwen7b"\n' + body)
+    return validate(load("r.toml", ENV, overrides))
+
+
+def failure(workdir: Path, body: str, *overrides: str) -> str:
+    with pytest.raises(MhsftError) as err:
+        check(workdir, body, *overrides)
+    assert err.value.exit_code == 2
+    return err.value.message
+
+
+@pytest.mark.parametrize("name", ["qwen7b", "qwen32b", "local-file", "tiny"])
+def test_every_builtin_recipe_is_valid(workdir: Path, name: str) -> None:
+    recipe = validate(load(name, ENV))
+    assert recipe.args["sft"]["tuner_type"] == "lora"
+    assert recipe.warnings == ()
+
+
+def test_qwen7b_recipe_matches_the_spec(workdir: Path) -> None:
+    sft = validate(load("qwen7b", ENV)).args["sft"]
+    expected = {
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 4,
+        "learning_rate": 2e-4,
+        "max_length": 3072,
+        "packing": True,
+        "attn_impl": "flash_attn",
+        "bf16": True,
+        "gradient_checkpointing": True,
+        "save_steps": 200,
+        "save_total_limit": 3,
+        "logging_steps": 20,
+        "dataset": ["CodyWhy/mh-sharegpt-20250820"],
+    }
+    assert {k: sft[k] for k in expected} == expected
+    big = validate(load("qwen32b", ENV)).args["sft"]
+    assert (
+        big["model"],
+        big["per_device_train_batch_size"],
+        big["gradient_accumulation_steps"],
+        big["max_length"],
+    ) == ("Qwen/Qwen2.5-32B-Instruct", 2, 8, 4096)
+
+
+def test_prefix_of_a_real_name_is_rejected_with_the_reason(workdir: Path) -> None:
+    message = failure(workdir, "[sft]\nlora_r = 8\n")
+    assert "r.toml, [sft] lora_r" in message and "`lora_rank`" in message and "silently" in message
+
+
+def test_typo_gets_did_you_mean(workdir: Path) -> None:
+    message = failure(workdir, "[sft]\nlearnig_rate = 1e-4\n")
+    assert "Did you mean `learning_rate`?" in message
+
+
+def test_unknown_keys_in_every_section(workdir: Path) -> None:
+    assert "[infer] max_new_tokns" in failure(workdir, "[infer]\nmax_new_tokns = 3\n")
+    assert "[swanlab] projet" in failure(workdir, '[swanlab]\nprojet = "x"\n')
+    assert "[launch] gpu" in failure(workdir, '[launch]\ngpu = "0"\n')
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('[sft]\nlora_rank = "8"\n', '[sft] lora_rank: expected an integer, got a string "8"'),
+        ("[sft]\nbf16 = 1\n", "[sft] bf16: expected true or false, got an integer 1"),
+        ("[sft]\nlearning_rate = true\n", "[sft] learning_rate: expected a number, got a boolean"),
+        ("[sft]\nmodel = ['a', 'b']\n", "[sft] model: expected a string, got an array"),
+        ('[sft]\ntorch_dtype = "fp8"\n', '[sft] torch_dtype: "fp8" is not one of bfloat16, float16, float32'),
+        ('[swanlab]\nmode = "online"\n', '[swanlab] mode: "online" is not one of cloud, local'),
+        ('[infer]\ninfer_backend = "tgi"\n', '[infer] infer_backend: "tgi" is not one of'),
+        ("[launch]\nnproc_per_node = 0\n", "[launch] nproc_per_node: must be >= 1"),
+        ('[launch]\ngpus = "0"\nnproc_per_node = 2\n', "2 processes per node but gpus lists only 1"),
+        ('[swanlab]\napi_host = "swanlab.local"\n', "[swanlab] api_host: 'swanlab.local' is not a URL"),
+    ],
+)
+def test_wrong_types_and_choices_name_file_section_key(workdir: Path, body: str, expected: str) -> None:
+    message = failure(workdir, body)
+    assert message.startswith("r.toml, ")
+    assert expected in message
+
+
+def test_old_names_are_translated_with_a_warning(workdir: Path) -> None:
+    recipe = check(
+        workdir,
+        '[sft]\ntrain_type = "full"\n[infer]\ninfer_backend = "pt"\n'
+        '[deploy]\ninfer_backend = "lmdeploy"\ntp = 2\nsession_len = 4096\ncache_max_entry_count = 0.5\n',
+    )
+    assert recipe.args["sft"]["tuner_type"] == "full" and "train_type" not in recipe.args["sft"]
+    assert recipe.args["infer"]["infer_backend"] == "transformers"
+    assert (
+        recipe.args["deploy"].items()
+        >= {
+            "infer_backend": "lmdeploy",
+            "lmdeploy_tp": 2,
+            "lmdeploy_session_len": 4096,
+            "lmdeploy_cache_max_entry_count": 0.5,
+        }.items()
+    )
+    assert len(recipe.warnings) == 5
+    assert any("`train_type` is the old name of `tuner_type`" in w for w in recipe.warnings)
+    vllm = check(workdir, '[deploy]\ninfer_backend = "vllm"\ntp = 2\n')
+    assert vllm.args["deploy"]["vllm_tensor_parallel_size"] == 2
+
+
+def test_names_without_a_safe_translation_are_rejected_with_the_new_name(workdir: Path) -> None:
+    assert "torch_dtype" in failure(workdir, '[export]\nmerge_dtype = "bfloat16"\n')
+    assert "lmdeploy_tp" in failure(workdir, "[infer]\ntp = 2\n")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[sft]\nhub_token = "{s}"\n',
+        '[deploy]\napi_key = "{s}"\n',
+        '[sft]\nswanlab_token = "{s}"\n',
+        '[swanlab]\napi_key = "{s}"\n',
+        '[env]\nHF_TOKEN = "{s}"\n',
+        '[sft]\nhub_token = "${{MY_KEY}}"\n',
+    ],
+)
+def test_literal_secrets_are_rejected_without_echoing_them(workdir: Path, body: str) -> None:
+    message = failure(workdir, body.format(s=SECRET))
+    assert ".env" in message
+    assert SECRET not in message and SECRET[-8:] not in message
+
+
+def test_required_values(workdir: Path) -> None:
+    write(workdir / "nomodel.toml", '[sft]\ndataset = ["d"]\n')
+    with pytest.raises(MhsftError, match=r"nomodel.toml, \[sft\] model: a model is required"):
+        validate(load("nomodel.toml", ENV))
+    assert "at least one dataset is required" in failure(workdir, "[sft]\ndataset = []\n")
+    assert "at least one dataset is required" in failure(workdir, "[sft]\ndataset = ['']\n")
+    assert "project must not be empty" in failure(workdir, '[swanlab]\nproject = ""\n')
+
+
+def test_packing_needs_flash_attention(workdir: Path) -> None:
+    assert "packing needs flash attention" in failure(workdir, '[sft]\nattn_impl = "sdpa"\n')
+    assert check(workdir, '[sft]\nattn_impl = "sdpa"\npacking = false\n').args["sft"]["packing"] is False
+
+
+def test_swanlab_settings_live_in_their_own_section(workdir: Path) -> None:
+    assert "live in [swanlab]" in failure(workdir, '[sft]\nswanlab_project = "p"\n')
+    recipe = check(workdir, '[swanlab]\nworkspace = "team"\nexp_name = ""\n')
+    assert recipe.swanlab.workspace == "team" and recipe.swanlab.exp_name == "r"
+
+
+def test_broken_notification_methods_are_rejected(workdir: Path) -> None:
+    assert "crash on ms-swift 4.6" in failure(workdir, '[swanlab]\nnotification_method = "slack"\nwebhook_url = "u"\n')
+    ok = check(workdir, '[swanlab]\nnotification_method = "lark"\nwebhook_url = "https://hook"\n')
+    assert ok.swanlab.notification_method == "lark"
+
+
+def test_env_section_rules(workdir: Path) -> None:
+    recipe = check(workdir, "[env]\nTOKENIZERS_PARALLELISM = false\nOMP_NUM_THREADS = 4\n")
+    assert recipe.env == {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "4"}
+    assert "[swanlab] project" in failure(workdir, '[env]\nSWANLAB_PROJECT = "p"\n')
+    assert "[launch] gpus" in failure(workdir, '[env]\nCUDA_VISIBLE_DEVICES = "0"\n')
+
+
+def test_launch_becomes_environment(workdir: Path) -> None:
+    recipe = check(workdir, "[launch]\ngpus = [0, 1]\nnproc_per_node = 2\nmaster_port = 29501\n")
+    assert recipe.launch_env == {"CUDA_VISIBLE_DEVICES": "0,1", "NPROC_PER_NODE": "2", "MASTER_PORT": "29501"}
+
+
+def test_resolved_hash_changes_with_overrides(workdir: Path) -> None:
+    a = check(workdir, "")
+    b = check(workdir, "", "sft.lora_rank=4")
+    assert a.sha256 != b.sha256 and len(a.sha256) == 64
