@@ -1,0 +1,142 @@
+"""A `Plan`: the exact swift command, the environment it gets, and how to show it without secrets."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mhsft.environment import Environment
+from mhsft.errors import MhsftError
+from mhsft.paths import absolute
+from mhsft.render import argv_for, local_paths
+from mhsft.schema import Recipe
+
+TRACKED_SECRETS = ("SWANLAB_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What mhsft will start: `argv`, the variables it sets on top of the environment, and a summary."""
+
+    command: str
+    argv: list[str]
+    env: dict[str, str]
+    secrets: tuple[str, ...]
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    output_dir: Path | None = None
+    inputs: tuple[str, ...] = ()
+
+    def child_env(self, environment: Environment) -> dict[str, str]:
+        """The child's full environment: the real one, `.env` beneath it, mhsft's variables on top."""
+        return {**environment.values, **self.env}
+
+    def missing_inputs(self) -> list[str]:
+        """Local input paths (model dir, dataset files, adapters) that do not exist."""
+        return [p for p in self.inputs if not Path(p).exists()]
+
+    def shell_line(self) -> str:
+        """A paste-able shell command: variables first, secrets as `"$NAME"` references, one flag a line."""
+        prefix = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
+        prefix += [f'{name}="${name}"' for name in self.secrets]
+        head = " ".join([*prefix, *map(shlex.quote, self.argv[:2])])
+        lines, current = [head], []
+        for tok in self.argv[2:]:
+            if tok.startswith("--") and current:
+                lines.append(" ".join(current))
+                current = []
+            current.append(shlex.quote(tok))
+        if current:
+            lines.append(" ".join(current))
+        return " \\\n  ".join(lines)
+
+
+def secret_names(environment: Environment, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """The secrets worth naming for a run: the well-known ones, `extra`, and any that came from .env."""
+    present = environment.secrets
+    wanted = [*TRACKED_SECRETS, *extra, *sorted(k for k in environment.dotenv_keys if k in present)]
+    return tuple(dict.fromkeys(n for n in wanted if n in present))
+
+
+def ensure_no_secret_on_argv(argv: list[str], environment: Environment) -> None:
+    """Refuse to start a command whose argv would carry a secret's value (e.g. via `${HF_TOKEN}`)."""
+    for name, value in environment.secrets.items():
+        if len(value) >= 4 and any(value in tok for tok in argv):
+            raise MhsftError(
+                f"the value of {name} would appear on swift's command line (a recipe value expands "
+                f"to it). Secrets reach swift only through its environment: remove the "
+                f"${{{name}}} reference from the recipe."
+            )
+
+
+def report_to(requested: Any) -> list[str]:
+    """The recipe's reporters with `swanlab` added (and `none` dropped): tracking is always on."""
+    items = [requested] if isinstance(requested, str) else list(requested or [])
+    kept = [str(r) for r in items if str(r) not in ("none", "swanlab")]
+    return [*kept, "swanlab"]
+
+
+def swanlab_env(recipe: Recipe, cwd: Path, run_id: str | None) -> dict[str, str]:
+    """SwanLab variables for the child. Never SWANLAB_PROJECT: swanlab parses it as a table and fails."""
+    s = recipe.swanlab
+    env: dict[str, str] = {}
+    if s.api_host:
+        env["SWANLAB_API_HOST"] = s.api_host
+    if s.web_host:
+        env["SWANLAB_WEB_HOST"] = s.web_host
+    if s.log_dir:
+        env["SWANLAB_LOG_DIR"] = absolute(s.log_dir, cwd)
+    if run_id:
+        env |= {"SWANLAB_RUN_ID": run_id, "SWANLAB_RUN_RESUME": "allow"}
+    return env
+
+
+def train_plan(
+    recipe: Recipe, environment: Environment, cwd: Path, *, run_id: str | None = None, resume_from: Path | None = None
+) -> Plan:
+    """The `swift sft` plan for a validated recipe, with SwanLab forced on."""
+    s = recipe.swanlab
+    args = dict(recipe.args["sft"])
+    args["report_to"] = report_to(args.get("report_to"))
+    if resume_from is not None:
+        args["resume_from_checkpoint"] = str(resume_from)
+    tracking = {
+        "swanlab_project": s.project,
+        "swanlab_workspace": s.workspace,
+        "swanlab_exp_name": s.exp_name,
+        "swanlab_mode": s.mode,
+        "swanlab_notification_method": s.notification_method,
+        "swanlab_webhook_url": s.webhook_url,
+    }
+    args |= {k: v for k, v in tracking.items() if v is not None}
+    argv = ["swift", "sft", *argv_for("sft", args, cwd)]
+    ensure_no_secret_on_argv(argv, environment)
+    output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
+    env = {**recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
+    dataset = args["dataset"] if isinstance(args["dataset"], list) else [args["dataset"]]
+    summary = [
+        ("recipe", f"{recipe.name} ({recipe.path})"),
+        ("model", str(args["model"])),
+        ("dataset", ", ".join(map(str, dataset))),
+        ("output dir", str(output_dir)),
+        (
+            "GPUs",
+            recipe.launch_env.get("CUDA_VISIBLE_DEVICES", "all visible")
+            + f" x {recipe.launch_env.get('NPROC_PER_NODE', '1')} process(es)",
+        ),
+        ("SwanLab", f"{s.workspace + '/' if s.workspace else ''}{s.project} ({s.mode}), experiment {s.exp_name}"),
+    ]
+    if resume_from is not None:
+        summary.append(("resume from", str(resume_from)))
+    inputs = [p for key in ("model", "dataset", "val_dataset") for p in local_paths(key, args.get(key), cwd)]
+    return Plan(
+        command="sft",
+        argv=argv,
+        env=env,
+        secrets=secret_names(environment),
+        summary=summary,
+        output_dir=output_dir,
+        inputs=tuple(inputs),
+    )
