@@ -6,7 +6,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, local_recipe, write
 
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
@@ -14,6 +13,8 @@ from mhsft.plan import report_to, train_plan
 from mhsft.recipe import load
 from mhsft.render import argv_for, localize
 from mhsft.schema import validate
+
+from conftest import SECRET, local_recipe, write
 
 
 def plan_for(ref: str, env: Environment | None = None, *overrides: str, **kw):

@@ -11,7 +11,7 @@ from typing import Any
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute
-from mhsft.render import argv_for, local_paths
+from mhsft.render import argv_for, local_paths, localize
 from mhsft.schema import Recipe
 
 TRACKED_SECRETS = ("SWANLAB_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN")
@@ -118,8 +118,8 @@ def train_plan(
     dataset = args["dataset"] if isinstance(args["dataset"], list) else [args["dataset"]]
     summary = [
         ("recipe", f"{recipe.name} ({recipe.path})"),
-        ("model", str(args["model"])),
-        ("dataset", ", ".join(map(str, dataset))),
+        ("model", localize("model", str(args["model"]), cwd)),
+        ("dataset", ", ".join(localize("dataset", str(d), cwd) for d in dataset)),
         ("output dir", str(output_dir)),
         (
             "GPUs",

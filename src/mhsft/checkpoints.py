@@ -1,0 +1,112 @@
+"""Finding checkpoints in swift's output layout: output_dir/vN-YYYYMMDD-HHMMSS/checkpoint-STEP."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from mhsft.errors import MhsftError
+from mhsft.runs import RunRecord, load_all, version_dirs
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+SELECTORS = ("latest", "best")
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """`checkpoint-STEP` folders of one versioned run folder, by step."""
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def latest(run_dir: Path) -> Path | None:
+    """The `last-checkpoint` link's target if present, else the highest checkpoint-STEP."""
+    link = run_dir / "last-checkpoint"
+    if link.is_dir():
+        return link.resolve()
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def best(run_dir: Path) -> Path | None:
+    """`best_model_checkpoint` from the newest trainer_state.json, else from logging.jsonl's last line."""
+    newest = latest(run_dir)
+    sources = [newest / "trainer_state.json"] if newest else []
+    for source in sources:
+        try:
+            value = json.loads(source.read_text(encoding="utf-8")).get("best_model_checkpoint")
+        except (OSError, ValueError):
+            continue
+        if value:
+            return Path(value)
+    try:
+        lines = (run_dir / "logging.jsonl").read_text(encoding="utf-8").strip().splitlines()
+        value = json.loads(lines[-1]).get("best_model_checkpoint") if lines else None
+    except (OSError, ValueError):
+        value = None
+    return Path(value) if value else None
+
+
+def run_dir_of(record: RunRecord) -> Path | None:
+    """The versioned folder of a recorded training run (recorded, else the newest in its output_dir)."""
+    if record.run_dir and Path(record.run_dir).is_dir():
+        return Path(record.run_dir)
+    dirs = version_dirs(Path(record.output_dir)) if record.output_dir else []
+    return dirs[-1] if dirs else None
+
+
+def last_training(cwd: Path, output_dir: Path | None = None) -> RunRecord | None:
+    """The newest successful `mhsft train` record in `cwd` (for `output_dir`, when given)."""
+    for record in reversed(load_all(cwd)):
+        ok = record.command == "sft" and record.status == "succeeded"
+        if ok and (output_dir is None or record.output_dir == str(output_dir)):
+            return record
+    return None
+
+
+def pick(run_dir: Path, selector: str) -> Path | None:
+    return latest(run_dir) if selector == "latest" else best(run_dir)
+
+
+def resolve(selector: str, cwd: Path, record: RunRecord | None = None, output_dir: Path | None = None) -> Path:
+    """A checkpoint folder from `--checkpoint PATH|latest|best` and where to look.
+
+    With `record` (from --run) its run folder; with `output_dir` (a recipe's) the newest vN folder in it;
+    else the last successful training run recorded in `cwd`.
+    """
+    if selector not in SELECTORS:
+        path = Path(selector).expanduser()
+        path = path if path.is_absolute() else cwd / path
+        if not path.is_dir():
+            raise MhsftError(
+                f"--checkpoint {selector}: no such folder. Give a checkpoint folder "
+                "(output_dir/vN-.../checkpoint-STEP), `latest` or `best`."
+            )
+        return path.resolve()
+    if record is not None:
+        run_dir, searched = run_dir_of(record), f"run {record.id} ({record.run_dir or record.output_dir})"
+    elif output_dir is not None:
+        dirs = version_dirs(output_dir)
+        run_dir, searched = (dirs[-1] if dirs else None), f"the recipe's output_dir {output_dir}"
+    else:
+        found = last_training(cwd)
+        if found is None:
+            raise MhsftError(
+                f"no successful `mhsft train` run is recorded in {cwd / '.mhsft' / 'runs'}, so there "
+                "is no checkpoint to use. Train first, give a recipe, or pass --checkpoint PATH."
+            )
+        run_dir, searched = run_dir_of(found), f"run {found.id} ({found.run_dir or found.output_dir})"
+    checkpoint = pick(run_dir, selector) if run_dir else None
+    if checkpoint is None:
+        what = (
+            "no best_model_checkpoint is recorded (it needs an eval set)"
+            if selector == "best" and run_dir
+            else "no checkpoint-STEP folder was found"
+        )
+        raise MhsftError(
+            f"--checkpoint {selector}: {what} in {searched}. Pass --checkpoint PATH, or train "
+            "until a checkpoint is saved."
+        )
+    return checkpoint

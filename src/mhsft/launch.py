@@ -1,0 +1,71 @@
+"""The flow shared by every command that starts swift: environment, recipe, plan, run, record."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from mhsft import ui
+from mhsft.environment import Environment, load_environment
+from mhsft.errors import MhsftError
+from mhsft.plan import Plan
+from mhsft.recipe import load
+from mhsft.schema import Recipe, validate
+
+
+def environment_for(env_file: Path | None) -> Environment:
+    """Load `.env` under the real environment and register its secrets for redaction."""
+    environment = load_environment(env_file)
+    ui.hide(environment.secrets.values())
+    return environment
+
+
+def load_recipe(ref: str, overrides: list[str], environment: Environment) -> Recipe:
+    """Load and validate a recipe, printing its translation warnings."""
+    recipe = validate(load(ref, environment, overrides))
+    for warning in recipe.warnings:
+        ui.warn(warning)
+    return recipe
+
+
+def show(plan: Plan, dry_run: bool) -> bool:
+    """Print the plan; on a dry run also the command, and return True (nothing more to do)."""
+    missing = plan.missing_inputs()
+    if missing and not dry_run:
+        raise MhsftError(
+            f"local input {missing[0]} does not exist. Fix the path in the recipe (relative paths are taken from "
+            "the current directory) or create the file before starting."
+        )
+    ui.pairs(plan.summary)
+    if dry_run:
+        for path in missing:
+            ui.warn(f"{path} does not exist; swift would fail on it.")
+        ui.echo(plan.shell_line())
+    return dry_run
+
+
+def execute(
+    plan: Plan, environment: Environment, recipe: Recipe | None = None, log: IO[str] | None = None, **record_fields: Any
+) -> int:
+    """Run a plan's swift command to the end, recording it under .mhsft/runs/; return the exit code."""
+    from mhsft import runner
+    from mhsft.runs import finish, new_record, version_dirs
+
+    cwd = Path.cwd()
+    argv = [runner.executable(plan.argv[0]), *plan.argv[1:]]
+    before = set(version_dirs(plan.output_dir)) if plan.output_dir else set()
+    record = new_record(plan, environment, cwd, recipe, **record_fields)
+    record.save()
+    ui.info(f"run {record.id}: starting `{' '.join(plan.argv[:2])}` (record: {record.path.relative_to(cwd)})")
+    started = time.monotonic()
+
+    def remember_pid(pid: int) -> None:
+        record.pid = pid
+        record.save()
+
+    outcome = runner.run(argv, plan.child_env(environment), log=log, on_start=remember_pid)
+    finish(record, outcome, started, time.monotonic(), before)
+    where = f", output {record.run_dir}" if record.run_dir else ""
+    ui.info(f"run {record.id}: {outcome.status} (exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}")
+    return outcome.exit_code

@@ -1,0 +1,93 @@
+"""Running swift as a child in its own process group, forwarding Ctrl-C and termination to all of it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from mhsft.errors import INTERRUPTED, MhsftError
+
+KILL_AFTER_S = 20.0  # after the first forwarded signal, the group gets SIGKILL if it is still alive
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a child ended: mhsft's exit code for it, and the signal that interrupted it, if any."""
+
+    exit_code: int
+    signal: int | None = None
+
+    @property
+    def status(self) -> str:
+        if self.signal is not None:
+            return "interrupted"
+        return "succeeded" if self.exit_code == 0 else "failed"
+
+
+def executable(name: str) -> str:
+    """`name` (e.g. swift) from PATH, else next to this Python (a venv run without activation)."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise MhsftError(
+            f"`{name}` was not found on PATH or beside {sys.executable}. Install ms-swift in this "
+            "environment (pip install ms-swift) or activate the environment that has it."
+        )
+    return found
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def run(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path | None = None,
+    log: IO[str] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Outcome:
+    """Run `argv` (argv[0] a full path, see `executable`) in a new session.
+
+    SIGINT/SIGTERM sent to mhsft are forwarded to the child's whole process group.
+
+    A second Ctrl-C escalates to SIGTERM, a third (or KILL_AFTER_S seconds) to SIGKILL. Output goes to the
+    terminal unless `log` is given.
+    """
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT if log else None
+    )
+    if on_start:
+        on_start(proc.pid)
+    received: list[int] = []
+    killer = threading.Timer(KILL_AFTER_S, _killpg, (proc.pid, signal.SIGKILL))
+    killer.daemon = True
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        escalation = [signum, signal.SIGTERM, signal.SIGKILL]
+        _killpg(proc.pid, escalation[min(len(received), 3) - 1])
+        if len(received) == 1:
+            killer.start()
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        killer.cancel()
+    if received:
+        _killpg(proc.pid, signal.SIGKILL)  # stragglers such as dataloader workers
+        first = received[0]
+        return Outcome(INTERRUPTED if first == signal.SIGINT else 128 + first, first)
+    return Outcome(code if code >= 0 else 128 - code)

@@ -1,0 +1,339 @@
+"""SwanLab checks that run before swift starts: key, server, login, workspace, project, local mode.
+
+A bad key or an unreachable server otherwise shows up only at `swanlab.init`, after the model has loaded,
+and swift then blames the key even for a network fault. These checks use the swanlab SDK (its session and
+`swanlab.login`) with retries turned off, so each answer comes within the timeout and says what is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import netrc
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mhsft.checks import FAIL, OK, Check, bounded
+from mhsft.environment import Environment
+from mhsft.errors import PREFLIGHT, MhsftError
+from mhsft.paths import absolute
+from mhsft.schema import Recipe
+
+DEFAULT_API_HOST = "https://api.swanlab.cn"
+# swanlab's settings read SWANLAB_<NAME> for these nested tables as JSON; a plain string breaks every login/init
+NESTED_SETTINGS = ("PROJECT", "EXPERIMENT", "RUN", "TERMINAL", "INTEGRATION", "CORE", "PROBE")
+
+
+@dataclass
+class Findings:
+    """The checks, plus the facts the one-line summary needs."""
+
+    checks: list[Check] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAIL]
+
+
+def netrc_credentials(cwd: Path, environment: Environment) -> tuple[str, str, str] | None:
+    """(api_key, api_host, path) saved by `swanlab login`: ./.swanlab/.netrc, else SWANLAB_ROOT or ~/.swanlab."""
+    root = environment.get("SWANLAB_ROOT") or environment.get("SWANLAB_SAVE_DIR") or str(Path.home() / ".swanlab")
+    for path in (cwd / ".swanlab" / ".netrc", Path(root) / ".netrc"):
+        try:
+            hosts = netrc.netrc(path).hosts
+        except (OSError, netrc.NetrcParseError):
+            continue
+        for host, (_login, _account, password) in hosts.items():
+            if password:
+                api_host = host if host.startswith("http") else f"https://{host}"
+                return password, api_host.rstrip("/"), str(path)
+    return None
+
+
+def find_key(recipe: Recipe, environment: Environment, cwd: Path) -> tuple[str | None, str, str]:
+    """(key, where it came from, api host) with the precedence swift's child will see."""
+    saved = netrc_credentials(cwd, environment)
+    key = environment.get("SWANLAB_API_KEY")
+    host = recipe.swanlab.api_host or environment.get("SWANLAB_API_HOST")
+    if key:
+        return key, f"SWANLAB_API_KEY from {environment.source('SWANLAB_API_KEY')}", (host or DEFAULT_API_HOST)
+    if saved and (host is None or host.rstrip("/") == saved[1]):
+        return saved[0], f"`swanlab login` ({saved[2]})", saved[1]
+    return None, "", (host or DEFAULT_API_HOST).rstrip("/")
+
+
+def settings_pitfalls(environment: Environment, cwd: Path) -> list[Check]:
+    """SWANLAB_PROJECT (and siblings) as plain strings, in the environment or in ./.env, which swanlab reads."""
+    from dotenv import dotenv_values
+
+    local_env = cwd / ".env"
+    sources = [(environment.values, "the environment")]
+    if local_env.is_file():
+        sources.append(({k: v for k, v in dotenv_values(local_env).items() if v is not None}, str(local_env)))
+    found = []
+    for values, where in sources:
+        for name in (f"SWANLAB_{n}" for n in NESTED_SETTINGS):
+            value = values.get(name)
+            if value is None:
+                continue
+            try:
+                ok = isinstance(json.loads(value), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                found.append(
+                    Check(
+                        "swanlab settings",
+                        FAIL,
+                        f"{name} is set in {where} as a plain string; swanlab "
+                        "parses it as a JSON table and every login and init then fails (SettingsError)",
+                        f"remove {name} from {where}; put the project in the recipe's [swanlab] project",
+                    )
+                )
+    return found or [Check("swanlab settings", OK, "no SWANLAB_PROJECT-style pitfalls")]
+
+
+def network_error(exc: BaseException, host: str, timeout: float) -> Check:
+    """Tell DNS failure, refusal, timeout and other network faults apart."""
+    import requests
+
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.Timeout) or "timed out" in text.lower():
+        return Check(
+            "swanlab server",
+            FAIL,
+            f"{host} did not answer within {timeout:g} s (timed out)",
+            "check the network or proxy, or raise --preflight-timeout",
+        )
+    if "NameResolution" in text or "resolve" in text or "Name or service not known" in text:
+        return Check(
+            "swanlab server",
+            FAIL,
+            f"cannot resolve the host of {host} (DNS)",
+            "check the spelling of [swanlab] api_host / SWANLAB_API_HOST and your DNS / network",
+        )
+    if "refused" in text.lower():
+        return Check(
+            "swanlab server",
+            FAIL,
+            f"connection to {host} refused (nothing listens there)",
+            "check [swanlab] api_host / SWANLAB_API_HOST and that the server is up",
+        )
+    return Check(
+        "swanlab server",
+        FAIL,
+        f"{host} unreachable: {type(exc).__name__}",
+        "check the network, proxy variables (HTTPS_PROXY) and the host",
+    )
+
+
+def probe(host: str, timeout: float) -> Check:
+    """`GET {host}/api`, which a SwanLab server answers with `OK` (what `swanlab ping` probes)."""
+    from swanlab.exceptions import ApiError
+    from swanlab.sdk.internal.pkg.client import session
+
+    started = time.monotonic()
+    with session.create(timeout=timeout, default_retry=0) as s:
+        try:
+            resp = s.get(f"{host}/api", retries=0, log_error=False, timeout=timeout)
+        except ApiError as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", "?")
+            return Check(
+                "swanlab server",
+                FAIL,
+                f"{host}/api answered HTTP {status}, not OK (unexpected answer)",
+                "the server is failing or this is not a SwanLab API host (use the API host, not the web host)",
+            )
+        except Exception as exc:
+            return network_error(exc, host, timeout)
+    ms = (time.monotonic() - started) * 1000
+    if resp.text.strip().strip('"') != "OK":
+        return Check(
+            "swanlab server",
+            FAIL,
+            f"{host}/api answered {resp.text[:60]!r}, not OK (unexpected answer)",
+            "this does not look like a SwanLab API host; check [swanlab] api_host",
+        )
+    return Check("swanlab server", OK, f"{host} answers ({ms:.0f} ms)")
+
+
+def _login_status(key: str, host: str, timeout: float) -> int | None:
+    """The HTTP status of the login endpoint for `key` (to explain a failed `swanlab.login`)."""
+    from swanlab.exceptions import ApiError
+    from swanlab.sdk.internal.pkg.client import session
+
+    with session.create(timeout=timeout, default_retry=0) as s:
+        try:
+            s.post(f"{host}/api/login/api_key", headers={"authorization": key}, retries=0, log_error=False)
+        except ApiError as exc:
+            return getattr(getattr(exc, "response", None), "status_code", None)
+        except Exception:
+            return None
+    return 200
+
+
+@contextlib.contextmanager
+def quiet_sdk() -> Iterator[None]:
+    """swanlab SDK calls with retries off and its console output (welcome, HTTP error logs) muted."""
+    from swanlab.sdk.internal.pkg.client.session import request_log_error_ctx, request_retries_ctx
+
+    tokens = request_retries_ctx.set(0), request_log_error_ctx.set(False)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        request_log_error_ctx.reset(tokens[1])
+        request_retries_ctx.reset(tokens[0])
+
+
+def login(key: str, host: str, timeout: float) -> Check:
+    """Verify the key with `swanlab.login`; on failure, tell a rejected key from a failing server."""
+    import swanlab
+    from swanlab.exceptions import AuthenticationError
+
+    try:
+        with quiet_sdk():
+            swanlab.login(api_key=key, host=host, relogin=True, save=False, timeout=timeout)  # type: ignore[arg-type]
+    except AuthenticationError:
+        status = _login_status(key, host, timeout)
+        if status in (401, 403):
+            return Check(
+                "swanlab key",
+                FAIL,
+                f"the API key was rejected by {host} (HTTP {status})",
+                "copy a current key from SwanLab (Settings -> API Key) into .env as SWANLAB_API_KEY",
+            )
+        return Check(
+            "swanlab key",
+            FAIL,
+            f"login to {host} failed (HTTP {status or 'no answer'}): unexpected answer",
+            "the server may be failing; try again later or check [swanlab] api_host",
+        )
+    return Check("swanlab key", OK, f"accepted by {host}")
+
+
+def account(key: str, host: str, workspace: str | None, project: str) -> tuple[list[Check], dict[str, str]]:
+    """The user, whether the workspace is accessible (fail if not) and whether the project exists (info)."""
+    import swanlab
+
+    with quiet_sdk():
+        api = swanlab.Api(api_key=key, host=host)
+        workspace = workspace or api.username
+        ws_ok = api.workspace(workspace).wrapper().ok
+        exists = ws_ok and api.project(f"{workspace}/{project}").wrapper().ok
+    facts = {"user": api.username, "workspace": workspace, "new": "" if exists else " (new)"}
+    if not ws_ok:
+        return [
+            Check(
+                "swanlab workspace",
+                FAIL,
+                f"workspace {workspace!r} is not accessible with this key",
+                "fix [swanlab] workspace (a team you belong to), or leave it empty for your own",
+            )
+        ], facts
+    state = "exists" if exists else "does not exist yet; the first run creates it"
+    return [
+        Check("swanlab workspace", OK, f"{workspace} is accessible to {api.username}"),
+        Check("swanlab project", OK, f"{workspace}/{project} {state}"),
+    ], facts
+
+
+def cloud_checks(recipe: Recipe, environment: Environment, cwd: Path, timeout: float, found: Findings) -> None:
+    """Key, server, login, workspace and project, stopping at the first failure."""
+    key, source, host = find_key(recipe, environment, cwd)
+    found.facts["host"] = host
+    if not key:
+        found.checks.append(
+            Check(
+                "swanlab key",
+                FAIL,
+                "no SwanLab API key found (SWANLAB_API_KEY is unset and there is no `swanlab login`)",
+                'put SWANLAB_API_KEY=... in .env (see .env.example), or set [swanlab] mode = "local"',
+            )
+        )
+        return
+    deadline = time.monotonic() + timeout
+    found.checks += [Check("swanlab key source", OK, source), probe(host, timeout)]
+    if found.failed:
+        return
+    found.checks.append(login(key, host, max(0.5, deadline - time.monotonic())))
+    if found.failed:
+        return
+    checks, facts = account(key, host, recipe.swanlab.workspace, recipe.swanlab.project)
+    found.checks += checks
+    found.facts |= facts
+
+
+def local_checks(recipe: Recipe, environment: Environment, cwd: Path, found: Findings) -> None:
+    """Local mode: the dashboard package and a writable log directory."""
+    if importlib.util.find_spec("swanboard") is None:
+        found.checks.append(
+            Check(
+                "swanlab local",
+                FAIL,
+                "the swanboard package (swanlab's local dashboard) is missing",
+                "pip install 'swanlab[dashboard]'",
+            )
+        )
+    log_dir = Path(absolute(recipe.swanlab.log_dir or environment.get("SWANLAB_LOG_DIR") or "swanlog", cwd))
+    found.facts["log_dir"] = str(log_dir)
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=log_dir, prefix=".mhsft-"):
+            pass
+        found.checks.append(Check("swanlab log dir", OK, f"{log_dir} is writable"))
+    except OSError as exc:
+        found.checks.append(
+            Check(
+                "swanlab log dir",
+                FAIL,
+                f"{log_dir} is not writable ({exc.strerror})",
+                "set [swanlab] log_dir to a folder you can write",
+            )
+        )
+
+
+def run_checks(recipe: Recipe, environment: Environment, timeout: float, cwd: Path | None = None) -> Findings:
+    """All SwanLab checks for a recipe's mode, the network part bounded by `timeout` seconds."""
+    cwd = cwd or Path.cwd()
+    found = Findings(settings_pitfalls(environment, cwd))
+    if found.failed:
+        return found
+    if recipe.swanlab.mode == "local":
+        local_checks(recipe, environment, cwd, found)
+        return found
+
+    def cloud() -> list[Check]:
+        cloud_checks(recipe, environment, cwd, timeout, found)
+        return found.checks
+
+    found.checks = bounded("swanlab", cloud, timeout + 1.0)
+    return found
+
+
+def preflight(recipe: Recipe, environment: Environment, timeout: float) -> str:
+    """Run the checks; return the one-line success summary, or raise `MhsftError` (exit 3) with the fix."""
+    started = time.monotonic()
+    found = run_checks(recipe, environment, timeout)
+    ms = (time.monotonic() - started) * 1000
+    if found.failed:
+        first = found.failed[0]
+        raise MhsftError(
+            f"SwanLab preflight failed ({first.name}): {first.detail}. Fix: {first.fix}. swift was not "
+            "started (--no-preflight skips this check).",
+            PREFLIGHT,
+        )
+    s, f = recipe.swanlab, found.facts
+    if s.mode == "local":
+        return f"swanlab ok: mode=local project={s.project} log_dir={f['log_dir']} {ms:.0f} ms"
+    return (
+        f"swanlab ok: user={f['user']} workspace={f['workspace']} project={s.project}{f['new']} "
+        f"host={f['host']} {ms:.0f} ms"
+    )

@@ -1,0 +1,87 @@
+"""`mhsft train`: recipe -> validated plan -> SwanLab preflight -> `swift sft`, recorded; and `--resume`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mhsft import ui
+from mhsft.environment import Environment
+from mhsft.errors import MhsftError
+from mhsft.launch import environment_for, load_recipe, show
+from mhsft.plan import train_plan
+from mhsft.schema import Recipe
+
+_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_swanlab_run_id() -> str:
+    """A fresh SwanLab run id (21 lowercase letters and digits, like the SDK's own)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    chars = []
+    for _ in range(21):
+        n, r = divmod(n, 36)
+        chars.append(_ID_ALPHABET[r])
+    return "".join(chars)
+
+
+def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
+    """The newest checkpoint under `output_dir` and the SwanLab run id of the run that wrote it."""
+    from mhsft import checkpoints
+    from mhsft.runs import load_all, version_dirs
+
+    dirs = [d for d in version_dirs(output_dir) if checkpoints.latest(d)]
+    if not dirs:
+        raise MhsftError(
+            f"--resume: no checkpoint-STEP folder in any vN-* folder of {output_dir}. Train without "
+            "--resume first, or lower [sft] save_steps so a checkpoint is saved sooner."
+        )
+    run_dir = dirs[-1]
+    records = [r for r in load_all(cwd) if r.command == "sft" and r.output_dir == str(output_dir)]
+    owner = next((r for r in reversed(records) if r.run_dir == str(run_dir)), records[-1] if records else None)
+    return checkpoints.latest(run_dir), owner.swanlab_run_id if owner else None  # type: ignore[return-value]
+
+
+def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> None:
+    """The SwanLab checks that must pass before swift starts (exit 3 otherwise)."""
+    from mhsft.swanlab_check import preflight
+
+    ui.info(preflight(recipe, environment, timeout))
+
+
+def train(
+    ref: str,
+    overrides: list[str],
+    env_file: Path | None,
+    *,
+    dry_run: bool = False,
+    check: bool = True,
+    timeout: float = 5.0,
+    resume: bool = False,
+) -> int:
+    """Everything `mhsft train` does; returns the exit code."""
+    cwd = Path.cwd()
+    environment = environment_for(env_file)
+    recipe = load_recipe(ref, overrides, environment)
+    resume_from, run_id = None, None
+    if resume:
+        output_dir = train_plan(recipe, environment, cwd).output_dir
+        resume_from, run_id = resume_point(output_dir, cwd)  # type: ignore[arg-type]
+    run_id = run_id or new_swanlab_run_id()
+    plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from)
+    if show(plan, dry_run):
+        return 0
+    from mhsft.launch import execute
+    from mhsft.runner import executable
+
+    executable(plan.argv[0])
+    if check:
+        run_preflight(recipe, environment, timeout)
+    else:
+        ui.warn(
+            "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
+            "after the model has loaded."
+        )
+    return execute(
+        plan, environment, recipe, swanlab_run_id=run_id, resumed_from=str(resume_from) if resume_from else None
+    )

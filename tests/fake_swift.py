@@ -1,0 +1,115 @@
+"""A stand-in for ms-swift's `swift` command, for fast tests of what mhsft sends.
+
+Each call appends {argv, env, pid, pgid} to $FAKE_SWIFT_LOG (a jsonl file). $FAKE_SWIFT_MODE picks what it does:
+  exit:N    exit with code N (default exit:0)
+  sleep     write $FAKE_SWIFT_LOG.started, spawn a grandchild `sleep`, then wait for a signal; on SIGINT or
+            SIGTERM write the signal name to $FAKE_SWIFT_LOG.signal and exit 128+signum
+  train     lay out swift 4.6's output tree under --output_dir (v0-..., checkpoint-N, last-checkpoint, logging.jsonl)
+  serve     a tiny OpenAI-like server on --port (GET /v1/models, /health), like `swift deploy`
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def option(argv, name, default=None):
+    return argv[argv.index(name) + 1] if name in argv else default
+
+
+def lay_out_training(argv):
+    out = Path(option(argv, "--output_dir", "output"))
+    out.mkdir(parents=True, exist_ok=True)
+    n = len([p for p in out.glob("v*-*") if p.is_dir()])
+    run = out / f"v{n}-20260101-00000{n}"
+    run.mkdir()
+    steps = [int(s) for s in os.environ.get("FAKE_SWIFT_STEPS", "10,20").split(",")]
+    for step in steps:
+        ckpt = run / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "adapter_config.json").write_text("{}")
+        (ckpt / "adapter_model.safetensors").write_text("")
+        state = {"global_step": step, "best_model_checkpoint": str(run / f"checkpoint-{steps[0]}")}
+        (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    (run / "last-checkpoint").symlink_to(run / f"checkpoint-{steps[-1]}")
+    last = {"last_model_checkpoint": str(run / f"checkpoint-{steps[-1]}"), "global_step": steps[-1]}
+    (run / "logging.jsonl").write_text(
+        json.dumps({"loss": 1.0, "global_step/max_steps": "1/2"}) + "\n" + json.dumps(last) + "\n"
+    )
+
+
+def serve(argv):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    port = int(option(argv, "--port", "8000"))
+    name = option(argv, "--served_model_name", "fake-model")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"object": "list", "data": [{"id": name, "object": "model"}]}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    delay = float(os.environ.get("FAKE_SWIFT_SERVE_DELAY", "0.5"))
+    time.sleep(delay)
+    server = HTTPServer((option(argv, "--host", "127.0.0.1"), port), Handler)
+    print(f"INFO: Uvicorn running on http://127.0.0.1:{port}", flush=True)
+    signal.signal(signal.SIGINT, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def main():
+    argv = sys.argv[1:]
+    log = Path(os.environ["FAKE_SWIFT_LOG"])
+    with log.open("a") as f:
+        f.write(
+            json.dumps(
+                {
+                    "argv": argv,
+                    "env": dict(os.environ),
+                    "pid": os.getpid(),
+                    "pgid": os.getpgid(0),
+                    "sid": os.getsid(0),
+                    "cwd": os.getcwd(),
+                }
+            )
+            + "\n"
+        )
+    mode = os.environ.get("FAKE_SWIFT_MODE", "exit:0")
+    if mode.startswith("exit:"):
+        if argv[:1] == ["sft"]:
+            lay_out_training(argv)
+        sys.exit(int(mode.split(":")[1]))
+    if mode == "train":
+        lay_out_training(argv)
+    elif mode == "serve":
+        serve(argv)
+    elif mode == "sleep":
+        child = subprocess.Popen(["sleep", "300"])
+
+        def stop(signum, _frame):
+            Path(f"{log}.signal").write_text(signal.Signals(signum).name)
+            sys.exit(128 + signum)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        Path(f"{log}.started").write_text(json.dumps({"pid": os.getpid(), "grandchild": child.pid}))
+        while True:
+            time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()

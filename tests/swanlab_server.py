@@ -1,0 +1,91 @@
+"""A stand-in for the SwanLab cloud on 127.0.0.1, speaking the endpoints mhsft's preflight uses.
+
+It follows swanlab 0.10.3's protocol (see ../shared/design.md): `GET /api` answers OK, `POST /api/login/api_key`
+takes the raw key in `authorization`, `GET /api/group/{ws}` and `GET /api/project/{ws}/{proj}` answer 200 or 404.
+`behaviour` switches it to answer 401 to everyone, 500 to everything, or hang for `delay` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class SwanLabCloud:
+    keys: dict[str, str] = field(default_factory=lambda: {"good-key-0123456789": "alice"})
+    workspaces: set[str] = field(default_factory=lambda: {"alice", "team"})
+    projects: set[str] = field(default_factory=lambda: {"alice/existing"})
+    behaviour: str = "ok"  # ok | 500 | hang
+    delay: float = 30.0
+    requests: list[tuple[str, str, dict]] = field(default_factory=list)
+
+    def start(self) -> SwanLabCloud:
+        cloud = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: object) -> None:
+                raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "text/plain" if isinstance(body, str) else "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _handle(self) -> None:
+                cloud.requests.append((self.command, self.path, dict(self.headers)))
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                if cloud.behaviour == "hang":
+                    time.sleep(cloud.delay)
+                if cloud.behaviour == "500":
+                    return self._send(500, {"code": "Internal", "message": "boom"})
+                path = self.path.split("?")[0].rstrip("/")
+                user = cloud.keys.get(self.headers.get("authorization", ""))
+                if self.command == "GET" and path == "/api":
+                    return self._send(200, "OK")
+                if self.command == "POST" and path == "/api/login/api_key":
+                    if user is None:
+                        return self._send(401, {"code": "Unauthorized", "message": "api key invalid"})
+                    return self._send(
+                        200,
+                        {
+                            "sid": f"sid-{user}",
+                            "expiredAt": "2099-01-01T00:00:00.000Z",
+                            "userInfo": {"username": user, "name": user.title()},
+                        },
+                    )
+                parts = path.split("/")
+                if self.command == "GET" and path.startswith("/api/group/"):
+                    ws = parts[3]
+                    if ws in cloud.workspaces:
+                        return self._send(200, {"username": ws, "name": ws, "type": "PERSON", "role": "OWNER"})
+                    return self._send(404, {"code": "NotFound", "message": "workspace not found"})
+                if self.command == "GET" and path.startswith("/api/project/"):
+                    if "/".join(parts[3:5]) in cloud.projects:
+                        return self._send(200, {"cuid": "p1", "name": parts[4], "path": "/".join(parts[3:5])})
+                    return self._send(404, {"code": "NotFound", "message": "project not found"})
+                return self._send(404, {"code": "NotFound", "message": self.path})
+
+            do_GET = do_POST = do_PUT = do_PATCH = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

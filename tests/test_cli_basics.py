@@ -1,0 +1,82 @@
+"""The command line itself: help with examples, version, recipes commands, and what the fast paths import."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from mhsft import __version__, builtin
+
+from conftest import mhsft
+
+HEAVY = {"torch", "swift", "swanlab", "modelscope", "transformers"}
+COMMANDS = ["train", "validate", "preflight", "recipes"]
+
+
+def test_version(workdir, env) -> None:
+    result = mhsft("--version", env=env, cwd=workdir)
+    assert result.returncode == 0 and result.stdout.strip() == f"mhsft {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(workdir, env, command) -> None:
+    result = mhsft(command, "--help", env=env, cwd=workdir)
+    assert result.returncode == 0
+    assert "Example" in result.stdout or command == "recipes"
+    assert "Usage: mhsft " in result.stdout
+
+
+def test_top_level_help_lists_commands_and_completion(workdir, env) -> None:
+    out = mhsft("--help", env=env, cwd=workdir).stdout
+    for command in COMMANDS:
+        assert command in out
+    assert "--install-completion" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["train", "qwen7b", "--dry-run"],
+        ["validate", "qwen32b"],
+        ["recipes", "show", "local-file"],
+        ["train", "nope.toml"],
+    ],
+)
+def test_fast_paths_import_no_heavy_package(workdir, env, args) -> None:
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print('MODULES=' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})),"
+        " file=sys.stderr))\n"
+        f"sys.argv = ['mhsft', *{args!r}]\n"
+        "from mhsft.cli import main\nmain()\n"
+    )
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=workdir, capture_output=True, text=True)
+    line = next(ln for ln in result.stderr.splitlines() if ln.startswith("MODULES="))
+    loaded = set(json.loads(line.removeprefix("MODULES=")))
+    assert "mhsft" in loaded
+    assert loaded & HEAVY == set()
+
+
+def test_recipes_list_show_new(workdir, env) -> None:
+    listing = mhsft("recipes", "list", env=env, cwd=workdir)
+    assert listing.returncode == 0
+    for name in builtin.names():
+        assert name in listing.stdout
+    shown = mhsft("recipes", "show", "qwen32b", "--set", "sft.lora_rank=4", env=env, cwd=workdir)
+    assert shown.returncode == 0
+    import tomllib
+
+    resolved = tomllib.loads(shown.stdout)
+    assert resolved["sft"]["model"] == "Qwen/Qwen2.5-32B-Instruct" and resolved["sft"]["packing"] is True
+    assert resolved["sft"]["lora_rank"] == 4 and "extends" not in resolved
+    created = mhsft("recipes", "new", "mine", "--from", "qwen32b", env=env, cwd=workdir)
+    assert created.returncode == 0 and (workdir / "mine.toml").exists()
+    assert mhsft("validate", "mine.toml", env=env, cwd=workdir).returncode == 0
+    again = mhsft("recipes", "new", "mine", "--from", "qwen32b", env=env, cwd=workdir)
+    assert again.returncode == 2 and "already exists" in again.stderr

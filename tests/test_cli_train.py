@@ -1,0 +1,170 @@
+"""`mhsft train` as a user runs it, against a fake `swift` on PATH that records what it was given."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SECRET, FakeSwift, local_recipe, mhsft, write
+
+
+def records(workdir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((workdir / ".mhsft" / "runs").glob("*.json"))]
+
+
+def all_text(workdir: Path) -> str:
+    """Every file mhsft wrote in the work directory, concatenated."""
+    return "".join(p.read_text() for p in (workdir / ".mhsft").rglob("*") if p.is_file())
+
+
+def test_train_passes_the_key_only_through_the_environment(workdir, env, fake_swift: FakeSwift) -> None:
+    local_recipe(workdir, mode="local")
+    write(workdir / ".env", f"SWANLAB_API_KEY={SECRET}\nHF_TOKEN=hf_{SECRET}\n")
+    result = mhsft("train", "r.toml", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    (call,) = fake_swift.calls()
+    assert call["argv"][0] == "sft"
+    assert not any(SECRET in tok for tok in call["argv"])
+    assert "--swanlab_token" not in call["argv"] and "--hub_token" not in call["argv"]
+    assert call["env"]["SWANLAB_API_KEY"] == SECRET  # from .env, into the child's environment
+    assert "SWANLAB_PROJECT" not in call["env"]
+    argv = call["argv"]
+    assert argv[argv.index("--report_to") + 1] == "swanlab"
+    assert argv[argv.index("--model") + 1] == str(workdir / "model")
+    assert call["sid"] == call["pid"]  # its own session and process group
+    assert SECRET not in result.stdout + result.stderr
+    (rec,) = records(workdir)
+    assert rec["status"] == "succeeded" and rec["exit_code"] == 0
+    assert rec["secrets"] == ["SWANLAB_API_KEY", "HF_TOKEN"]
+    assert rec["run_dir"] == str(workdir / "out" / "v0-20260101-000000")
+    assert rec["argv"][:2] == ["swift", "sft"] and rec["versions"]["mhsft"]
+    assert rec["recipe"].endswith("r.toml") and len(rec["recipe_sha256"]) == 64
+    assert rec["swanlab_run_id"] == call["env"]["SWANLAB_RUN_ID"]
+    assert SECRET not in all_text(workdir)
+
+
+def test_swift_exit_code_is_propagated_and_recorded(workdir, env, fake_swift: FakeSwift) -> None:
+    local_recipe(workdir)
+    result = mhsft("train", "r.toml", env=env | {"FAKE_SWIFT_MODE": "exit:7"}, cwd=workdir)
+    assert result.returncode == 7
+    (rec,) = records(workdir)
+    assert rec["status"] == "failed" and rec["exit_code"] == 7 and rec["ended_at"]
+
+
+def test_dry_run_prints_a_pasteable_command_and_starts_nothing(workdir, env, fake_swift: FakeSwift) -> None:
+    local_recipe(workdir)
+    write(workdir / ".env", f"SWANLAB_API_KEY={SECRET}\n")
+    result = mhsft("train", "r.toml", "--dry-run", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert fake_swift.calls() == [] and not (workdir / ".mhsft").exists()
+    assert 'SWANLAB_API_KEY="$SWANLAB_API_KEY"' in result.stdout and SECRET not in result.stdout + result.stderr
+    assert "swift sft" in result.stdout and "model" in result.stderr  # plan summary on stderr
+    # the printed line runs as is (with the fake swift) and gives swift the same argv
+    pasted = subprocess.run(["bash", "-c", result.stdout], env=env | {"SWANLAB_API_KEY": SECRET}, cwd=workdir)
+    assert pasted.returncode == 0
+    (call,) = fake_swift.calls()
+    assert call["env"]["SWANLAB_API_KEY"] == SECRET and call["argv"][0] == "sft"
+
+
+def test_real_environment_wins_over_dotenv_and_env_file_option(workdir, env, fake_swift: FakeSwift) -> None:
+    local_recipe(workdir)
+    write(workdir / ".env", "SWANLAB_API_KEY=from-dotenv-aaaa\nDATASET_ID=d1\n")
+    write(workdir / "other.env", "SWANLAB_API_KEY=from-other-bbbb\n")
+    assert mhsft("train", "r.toml", env=env | {"SWANLAB_API_KEY": "from-shell-cccc"}, cwd=workdir).returncode == 0
+    assert mhsft("train", "r.toml", "--env-file", "other.env", env=env, cwd=workdir).returncode == 0
+    first, second = fake_swift.calls()
+    assert first["env"]["SWANLAB_API_KEY"] == "from-shell-cccc" and first["env"]["DATASET_ID"] == "d1"
+    assert second["env"]["SWANLAB_API_KEY"] == "from-other-bbbb" and "DATASET_ID" not in second["env"]
+
+
+def test_dotenv_is_found_from_a_parent_directory(workdir, env, fake_swift: FakeSwift) -> None:
+    sub = workdir / "sub"
+    sub.mkdir()
+    local_recipe(sub)
+    write(workdir / ".env", f"SWANLAB_API_KEY={SECRET}\n")
+    assert mhsft("train", "r.toml", env=env, cwd=sub).returncode == 0
+    assert fake_swift.calls()[0]["env"]["SWANLAB_API_KEY"] == SECRET
+
+
+@pytest.mark.parametrize(
+    ("signum", "expected"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+)
+def test_signals_are_forwarded_to_swifts_process_group(workdir, env, fake_swift, signum, expected) -> None:
+    local_recipe(workdir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mhsft", "train", "r.toml"],
+        cwd=workdir,
+        env=env | {"FAKE_SWIFT_MODE": "sleep"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    started = Path(f"{fake_swift.log}.started")
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    info = json.loads(started.read_text())
+    assert records(workdir)[0]["status"] == "running"
+    proc.send_signal(signum)
+    proc.wait(timeout=15)
+    assert proc.returncode == expected
+    assert Path(f"{fake_swift.log}.signal").read_text() == signal.Signals(signum).name
+    time.sleep(0.2)
+    for pid in (info["pid"], info["grandchild"]):  # swift and its own child are both gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    (rec,) = records(workdir)
+    assert rec["status"] == "interrupted" and rec["exit_code"] == expected
+
+
+BAD_INPUTS = {
+    "missing file": ("nope.toml", "", "does not exist"),
+    "syntax error": ("bad.toml", "[sft\n", "line 1, column 5"),
+    "empty file": ("bad.toml", "", "is empty"),
+    "unknown section": ("bad.toml", "[sftt]\n", "Did you mean `sft`"),
+    "unknown key": ("bad.toml", 'extends = "qwen7b"\n[sft]\nlearnig_rate = 1\n', "Did you mean `learning_rate`"),
+    "wrong type": ("bad.toml", 'extends = "qwen7b"\n[sft]\nnum_train_epochs = "2"\n', "expected a number"),
+    "out of choice": ("bad.toml", 'extends = "qwen7b"\n[swanlab]\nmode = "offline"\n', "not one of cloud, local"),
+    "extends cycle": ("bad.toml", 'extends = "bad.toml"\n', "cycle"),
+    "missing extends": ("bad.toml", 'extends = "gone.toml"\n', "neither a file"),
+    "unset variable": ("bad.toml", 'extends = "qwen7b"\n[sft]\nmodel = "${UNSET_VAR_X}"\n', "UNSET_VAR_X"),
+    "literal secret": ("bad.toml", f'extends = "qwen7b"\n[sft]\nhub_token = "{SECRET}"\n', ".env"),
+    "missing model": ("bad.toml", '[sft]\ndataset = ["x"]\n', "model is required"),
+    "empty dataset": ("bad.toml", 'extends = "qwen7b"\n[sft]\ndataset = []\n', "dataset is required"),
+    "empty project": ("bad.toml", 'extends = "qwen7b"\n[swanlab]\nproject = ""\n', "must not be empty"),
+    "--set without =": ("qwen7b", "--set=sft.lora_rank", "expected section.key=value"),
+    "--set unknown key": ("qwen7b", "--set=sft.lora_rnk=4", "Did you mean `lora_rank`"),
+    "missing input file": ("r.toml", "--set=sft.dataset=['data/none.jsonl']", "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_one_paragraph_exit_2_nothing_started(workdir, env, fake_swift, case) -> None:
+    target, content, expected = BAD_INPUTS[case]
+    extra = []
+    if content.startswith("--set"):
+        extra = [content]
+        local_recipe(workdir)
+    elif target != "nope.toml":
+        (workdir / target).write_text(content)
+    result = mhsft("train", target, *extra, env=env | {"SWANLAB_API_KEY": SECRET}, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and SECRET not in result.stderr + result.stdout
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1  # one paragraph
+    assert fake_swift.calls() == [] and not (workdir / ".mhsft").exists()
+
+
+def test_missing_swift_is_a_clear_error() -> None:
+    from mhsft.errors import MhsftError
+    from mhsft.runner import executable
+
+    with pytest.raises(MhsftError, match="pip install ms-swift"):
+        executable("swift-that-is-not-installed")
