@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write
 
 from mhsft import builtin
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.recipe import load, parse_override
+
+from conftest import write
 
 ENV = Environment(values={})
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, write
 
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.recipe import load
 from mhsft.schema import validate
+
+from conftest import SECRET, write
 
 ENV = Environment(values={"MY_KEY": SECRET})
 

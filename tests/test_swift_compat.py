@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from mhsft import builtin
 from mhsft.environment import Environment
 from mhsft.plan import train_plan
 from mhsft.recipe import load
 from mhsft.schema import validate
+
+from conftest import REPO
 
 swift_arguments = pytest.importorskip("swift.arguments")
 
