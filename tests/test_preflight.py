@@ -1,0 +1,134 @@
+"""SwanLab preflight: the real swanlab SDK against a SwanLab stand-in on 127.0.0.1, before any swift starts."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from conftest import SECRET, mhsft, write
+from swanlab_server import SwanLabCloud
+
+GOOD = "good-key-0123456789"
+
+
+@pytest.fixture
+def cloud():
+    server = SwanLabCloud().start()
+    yield server
+    server.stop()
+
+
+def cloud_recipe(workdir, url: str, extra: str = "") -> str:
+    write(workdir / "data" / "train.jsonl", "{}\n")
+    write(
+        workdir / "c.toml",
+        f'[swanlab]\nproject = "mh-sft"\napi_host = "{url}"\n{extra}\n'
+        '[sft]\nmodel = "Qwen/Qwen2.5-7B-Instruct"\ndataset = ["data/train.jsonl"]\noutput_dir = "out"\n',
+    )
+    return "c.toml"
+
+
+def train(workdir, env, *args: str, key: str | None = GOOD, timeout: str = "2"):
+    e = env | ({"SWANLAB_API_KEY": key} if key else {})
+    started = time.monotonic()
+    result = mhsft("train", *args, "--preflight-timeout", timeout, env=e, cwd=workdir)
+    return result, time.monotonic() - started
+
+
+def test_valid_key_passes_with_one_line_and_starts_swift(workdir, env, fake_swift, cloud) -> None:
+    result, _ = train(workdir, env, cloud_recipe(workdir, cloud.url))
+    assert result.returncode == 0, result.stderr
+    line = next(ln for ln in result.stderr.splitlines() if ln.startswith("swanlab ok:"))
+    assert f"user=alice workspace=alice project=mh-sft (new) host={cloud.url}" in line
+    assert len(fake_swift.calls()) == 1
+    assert ("POST", "/api/login/api_key") in [(m, p) for m, p, _ in cloud.requests]
+    assert any(h.get("authorization") == GOOD for _, _, h in cloud.requests)  # the key went in the header
+
+
+def test_existing_project_in_team_workspace(workdir, env, fake_swift, cloud) -> None:
+    cloud.projects.add("team/mh-sft")
+    result, _ = train(workdir, env, cloud_recipe(workdir, cloud.url, 'workspace = "team"'))
+    assert result.returncode == 0
+    assert "workspace=team project=mh-sft host=" in result.stderr  # exists: no "(new)"
+
+
+def test_inaccessible_workspace_fails(workdir, env, fake_swift, cloud) -> None:
+    result, _ = train(workdir, env, cloud_recipe(workdir, cloud.url, 'workspace = "strangers"'))
+    assert result.returncode == 3 and "workspace 'strangers' is not accessible" in result.stderr
+    assert fake_swift.calls() == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected", "bound"),
+    [
+        ("rejected", "the API key was rejected by", 8),
+        ("server 500", "answered HTTP 500", 8),
+        ("refused", "refused (nothing listens there)", 8),
+        ("hanging", "did not answer within 2 s (timed out)", 2 + 4),
+        ("no key", "no SwanLab API key found", 8),
+    ],
+)
+def test_failures_exit_3_fast_with_the_cause(workdir, env, fake_swift, cloud, case, expected, bound) -> None:
+    url, key = cloud.url, GOOD
+    if case == "rejected":
+        key = SECRET
+    elif case == "server 500":
+        cloud.behaviour = "500"
+    elif case == "refused":
+        url = f"http://127.0.0.1:{free_port()}"
+    elif case == "hanging":
+        cloud.behaviour, cloud.delay = "hang", 30
+    elif case == "no key":
+        key = None
+    result, elapsed = train(workdir, env, cloud_recipe(workdir, url), key=key)
+    assert result.returncode == 3, result.stderr
+    assert expected in result.stderr and "Fix:" in result.stderr
+    assert "Traceback" not in result.stderr and SECRET not in result.stderr + result.stdout
+    assert elapsed < bound, f"{case} took {elapsed:.1f} s"
+    assert fake_swift.calls() == []
+    assert not (workdir / ".mhsft").exists()
+
+
+def test_no_preflight_skips_with_a_warning(workdir, env, fake_swift) -> None:
+    result, _ = train(workdir, env, cloud_recipe(workdir, "http://127.0.0.1:9"), "--no-preflight")
+    assert result.returncode == 0 and "--no-preflight" in result.stderr and "warning" in result.stderr
+    assert len(fake_swift.calls()) == 1
+
+
+def test_swanlab_project_pitfall_in_dotenv(workdir, env, fake_swift, cloud) -> None:
+    write(workdir / ".env", f"SWANLAB_API_KEY={GOOD}\nSWANLAB_PROJECT=mh-sft\n")
+    result, _ = train(workdir, env, cloud_recipe(workdir, cloud.url), key=None)
+    assert result.returncode == 3 and "SWANLAB_PROJECT is set" in result.stderr
+    assert fake_swift.calls() == []
+
+
+def test_key_saved_by_swanlab_login_is_found(workdir, env, fake_swift, cloud) -> None:
+    write(
+        workdir.parent / "home" / ".swanlab" / ".netrc",
+        f"machine {cloud.url}\n  login {cloud.url}\n  password {GOOD}\n",
+    )
+    result = mhsft("preflight", cloud_recipe(workdir, cloud.url), env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "user=alice" in result.stderr
+
+
+def test_local_mode_checks_the_log_dir(workdir, env, fake_swift) -> None:
+    write(workdir / "data" / "train.jsonl", "{}\n")
+    write(
+        workdir / "l.toml",
+        '[swanlab]\nmode = "local"\nlog_dir = "logs/swan"\n[sft]\nmodel = "m/m"\ndataset = ["data/train.jsonl"]\n',
+    )
+    result = mhsft("preflight", "l.toml", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert f"mode=local project=mhsft log_dir={workdir / 'logs' / 'swan'}" in result.stderr
+    write(workdir / "a-file", "")  # a folder cannot be made under a file, even by root
+    result = mhsft("preflight", "l.toml", "--set", "swanlab.log_dir=a-file/x", env=env, cwd=workdir)
+    assert result.returncode == 3 and "not writable" in result.stderr
