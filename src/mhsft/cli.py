@@ -143,6 +143,42 @@ def validate(recipe: RecipeArg, set_: SetOpt = [], env_file: EnvFileOpt = None) 
     )
 
 
+@app.command(
+    epilog="Examples:\n\n  mhsft doctor\n\n  mhsft doctor recipes/qwen7b.toml\n\n  mhsft doctor --json | jq .counts"
+)
+def doctor(
+    recipe: OptRecipeArg = None,
+    set_: SetOpt = [],  # noqa: B006
+    env_file: EnvFileOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON document (schema in README) instead.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.5, help="Seconds for each network check.")] = 5.0,
+) -> None:
+    """Check Python, ms-swift, torch/GPUs, flash-attn, backends, SwanLab, ModelScope, .env, disk; exit 1 on a fail."""
+    import json
+
+    from mhsft import doctor as doc
+    from mhsft.launch import environment_for, load_recipe
+
+    environment = environment_for(env_file)
+    loaded, problem = None, None
+    if recipe is not None:
+        try:
+            loaded = load_recipe(recipe, set_, environment)
+        except MhsftError as exc:
+            problem = exc
+    checks, elapsed = doc.run(loaded, problem, environment, timeout)
+    report = doc.as_json(checks, elapsed)
+    if json_:
+        ui.echo(json.dumps(report, indent=2))
+    else:
+        rows = [[c.name, c.status, c.detail, c.fix if c.status != "ok" else ""] for c in checks]
+        styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+        ui.table(f"mhsft doctor ({elapsed:.1f} s)", ["check", "status", "detail", "fix"], rows, styles)
+        counts = report["counts"]
+        ui.info(f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)")
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
 @recipes_app.command("list", epilog="Example:\n\n  mhsft recipes list")
 def recipes_list() -> None:
     """List the built-in recipes."""

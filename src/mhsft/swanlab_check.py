@@ -22,10 +22,11 @@ from mhsft.checks import FAIL, OK, Check, bounded
 from mhsft.environment import Environment
 from mhsft.errors import PREFLIGHT, MhsftError
 from mhsft.paths import absolute
-from mhsft.schema import Recipe
+from mhsft.schema import Recipe, SwanlabSettings
 
 DEFAULT_API_HOST = "https://api.swanlab.cn"
 # swanlab's settings read SWANLAB_<NAME> for these nested tables as JSON; a plain string breaks every login/init
+IMPORT_ALLOWANCE_S = 3.0  # importing the swanlab SDK takes ~1 s; the network part gets the whole timeout
 NESTED_SETTINGS = ("PROJECT", "EXPERIMENT", "RUN", "TERMINAL", "INTEGRATION", "CORE", "PROBE")
 
 
@@ -56,11 +57,11 @@ def netrc_credentials(cwd: Path, environment: Environment) -> tuple[str, str, st
     return None
 
 
-def find_key(recipe: Recipe, environment: Environment, cwd: Path) -> tuple[str | None, str, str]:
+def find_key(settings: SwanlabSettings, environment: Environment, cwd: Path) -> tuple[str | None, str, str]:
     """(key, where it came from, api host) with the precedence swift's child will see."""
     saved = netrc_credentials(cwd, environment)
     key = environment.get("SWANLAB_API_KEY")
-    host = recipe.swanlab.api_host or environment.get("SWANLAB_API_HOST")
+    host = settings.api_host or environment.get("SWANLAB_API_HOST")
     if key:
         return key, f"SWANLAB_API_KEY from {environment.source('SWANLAB_API_KEY')}", (host or DEFAULT_API_HOST)
     if saved and (host is None or host.rstrip("/") == saved[1]):
@@ -245,9 +246,11 @@ def account(key: str, host: str, workspace: str | None, project: str) -> tuple[l
     ], facts
 
 
-def cloud_checks(recipe: Recipe, environment: Environment, cwd: Path, timeout: float, found: Findings) -> None:
+def cloud_checks(
+    settings: SwanlabSettings, environment: Environment, cwd: Path, timeout: float, found: Findings
+) -> None:
     """Key, server, login, workspace and project, stopping at the first failure."""
-    key, source, host = find_key(recipe, environment, cwd)
+    key, source, host = find_key(settings, environment, cwd)
     found.facts["host"] = host
     if not key:
         found.checks.append(
@@ -266,12 +269,12 @@ def cloud_checks(recipe: Recipe, environment: Environment, cwd: Path, timeout: f
     found.checks.append(login(key, host, max(0.5, deadline - time.monotonic())))
     if found.failed:
         return
-    checks, facts = account(key, host, recipe.swanlab.workspace, recipe.swanlab.project)
+    checks, facts = account(key, host, settings.workspace, settings.project)
     found.checks += checks
     found.facts |= facts
 
 
-def local_checks(recipe: Recipe, environment: Environment, cwd: Path, found: Findings) -> None:
+def local_checks(settings: SwanlabSettings, environment: Environment, cwd: Path, found: Findings) -> None:
     """Local mode: the dashboard package and a writable log directory."""
     if importlib.util.find_spec("swanboard") is None:
         found.checks.append(
@@ -282,7 +285,7 @@ def local_checks(recipe: Recipe, environment: Environment, cwd: Path, found: Fin
                 "pip install 'swanlab[dashboard]'",
             )
         )
-    log_dir = Path(absolute(recipe.swanlab.log_dir or environment.get("SWANLAB_LOG_DIR") or "swanlog", cwd))
+    log_dir = Path(absolute(settings.log_dir or environment.get("SWANLAB_LOG_DIR") or "swanlog", cwd))
     found.facts["log_dir"] = str(log_dir)
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -300,28 +303,30 @@ def local_checks(recipe: Recipe, environment: Environment, cwd: Path, found: Fin
         )
 
 
-def run_checks(recipe: Recipe, environment: Environment, timeout: float, cwd: Path | None = None) -> Findings:
-    """All SwanLab checks for a recipe's mode, the network part bounded by `timeout` seconds."""
+def run_checks(
+    settings: SwanlabSettings, environment: Environment, timeout: float, cwd: Path | None = None
+) -> Findings:
+    """All SwanLab checks for a mode, the network part bounded by `timeout` seconds."""
     cwd = cwd or Path.cwd()
     found = Findings(settings_pitfalls(environment, cwd))
     if found.failed:
         return found
-    if recipe.swanlab.mode == "local":
-        local_checks(recipe, environment, cwd, found)
+    if settings.mode == "local":
+        local_checks(settings, environment, cwd, found)
         return found
 
     def cloud() -> list[Check]:
-        cloud_checks(recipe, environment, cwd, timeout, found)
+        cloud_checks(settings, environment, cwd, timeout, found)
         return found.checks
 
-    found.checks = bounded("swanlab", cloud, timeout + 1.0)
+    found.checks = bounded("swanlab", cloud, timeout + IMPORT_ALLOWANCE_S)
     return found
 
 
 def preflight(recipe: Recipe, environment: Environment, timeout: float) -> str:
     """Run the checks; return the one-line success summary, or raise `MhsftError` (exit 3) with the fix."""
     started = time.monotonic()
-    found = run_checks(recipe, environment, timeout)
+    found = run_checks(recipe.swanlab, environment, timeout)
     ms = (time.monotonic() - started) * 1000
     if found.failed:
         first = found.failed[0]

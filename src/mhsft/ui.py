@@ -54,14 +54,15 @@ def pairs(rows: list[tuple[str, str]]) -> None:
         info(f"{_styled(key.ljust(width), '36')}  {value}")
 
 
-def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
-    """A rich table on stdout."""
+def table(title: str | None, columns: list[str], rows: list[list[str]], styles: dict[str, str] | None = None) -> None:
+    """A rich table on stdout; a cell whose whole text is a key of `styles` gets that style."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title, title_justify="left")
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in rows:
-        t.add_row(*(clean(cell) for cell in row))
+        t.add_row(*(Text(clean(cell), style=(styles or {}).get(cell, "")) for cell in row))
     Console(highlight=False).print(t)
