@@ -12,7 +12,7 @@ from mhsft import __version__, builtin
 from conftest import mhsft
 
 HEAVY = {"torch", "swift", "swanlab", "modelscope", "transformers"}
-COMMANDS = ["train", "validate", "preflight", "doctor", "recipes"]
+COMMANDS = ["train", "validate", "preflight", "doctor", "recipes", "infer", "deploy", "export", "runs"]
 
 
 def test_version(workdir, env) -> None:

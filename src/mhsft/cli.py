@@ -143,6 +143,196 @@ def validate(recipe: RecipeArg, set_: SetOpt = [], env_file: EnvFileOpt = None) 
     )
 
 
+CheckpointOpt = Annotated[
+    str,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        metavar="PATH|latest|best",
+        help="Checkpoint folder, or latest/best of the run (best needs an eval set).",
+    ),
+]
+RunOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--run", metavar="ID", help="A recorded run (see `mhsft runs`) instead of the last one.", show_default=False
+    ),
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        "-b",
+        metavar="transformers|vllm|sglang|lmdeploy",
+        help="Inference backend (`pt` is accepted as the old name of transformers).",
+        show_default=False,
+    ),
+]
+TpOpt = Annotated[
+    int | None, typer.Option("--tp", min=1, help="Tensor parallel size (lmdeploy/vllm/sglang).", show_default=False)
+]
+SessionLenOpt = Annotated[
+    int | None,
+    typer.Option("--session-len", min=1, show_default=False, help="Maximum context length (lmdeploy/vllm/sglang)."),
+]
+CacheOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--cache-fraction",
+        min=0.01,
+        max=1.0,
+        show_default=False,
+        help="Share of GPU memory for the KV cache (lmdeploy/vllm/sglang).",
+    ),
+]
+
+
+@app.command(
+    epilog="Examples:\n\n  mhsft infer\n\n  mhsft infer --backend lmdeploy --tp 2\n\n"
+    "  mhsft infer recipes/qwen7b.toml --dataset data/val.jsonl --result-path out.jsonl\n\n"
+    "  mhsft infer --checkpoint best --run 20261123-101500-sft-ab12"
+)
+def infer(
+    recipe: OptRecipeArg = None,
+    checkpoint: CheckpointOpt = "latest",
+    run: RunOpt = None,
+    backend: BackendOpt = None,
+    dataset: Annotated[
+        Path | None, typer.Option("--dataset", "-d", show_default=False, help="Batch inference on this jsonl file.")
+    ] = None,
+    result_path: Annotated[
+        Path | None, typer.Option("--result-path", show_default=False, help="Where batch results go (jsonl).")
+    ] = None,
+    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1, show_default=False)] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, show_default=False)] = None,
+    stream: Annotated[
+        bool | None, typer.Option("--stream/--no-stream", show_default=False, help="Stream tokens as they come.")
+    ] = None,
+    tp: TpOpt = None,
+    session_len: SessionLenOpt = None,
+    cache_fraction: CacheOpt = None,
+    set_: SetOpt = [],  # noqa: B006
+    env_file: EnvFileOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Chat with (or batch-run) the newest checkpoint of the last `mhsft train`: `swift infer --adapters CKPT`."""
+    from mhsft.infer import infer as run_infer
+    from mhsft.targets import resolve_target
+
+    target = resolve_target(recipe, set_, env_file, checkpoint, run)
+    friendly = {"--tp": tp, "--session-len": session_len, "--cache-fraction": cache_fraction}
+    raise typer.Exit(
+        run_infer(
+            target,
+            backend=backend,
+            dataset=dataset,
+            result_path=result_path,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            stream=stream,
+            friendly=friendly,
+            dry_run=dry_run,
+        )
+    )
+
+
+@app.command(
+    epilog="Examples:\n\n  mhsft deploy\n\n  mhsft deploy --backend vllm --tp 2 --port 8001\n\n"
+    "  mhsft deploy recipes/qwen7b.toml --served-model-name mh-7b --host 0.0.0.0"
+)
+def deploy(
+    recipe: OptRecipeArg = None,
+    checkpoint: CheckpointOpt = "latest",
+    run: RunOpt = None,
+    backend: BackendOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port (the next free one if taken).")] = 8000,
+    served_model_name: Annotated[
+        str | None, typer.Option("--served-model-name", show_default=False, help="Model id clients send.")
+    ] = None,
+    tp: TpOpt = None,
+    session_len: SessionLenOpt = None,
+    cache_fraction: CacheOpt = None,
+    ready_timeout: Annotated[
+        float,
+        typer.Option("--ready-timeout", min=1.0, metavar="SECONDS", help="How long to wait for the server to answer."),
+    ] = 900.0,
+    set_: SetOpt = [],  # noqa: B006
+    env_file: EnvFileOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Serve the newest checkpoint as an OpenAI-compatible API (`swift deploy`); Ctrl-C stops it.
+
+    Set MHSFT_DEPLOY_API_KEY in .env to require a bearer key; it never appears on a command line."""
+    from mhsft.deploy import deploy as run_deploy
+    from mhsft.targets import resolve_target
+
+    target = resolve_target(recipe, set_, env_file, checkpoint, run)
+    friendly = {"--tp": tp, "--session-len": session_len, "--cache-fraction": cache_fraction}
+    raise typer.Exit(
+        run_deploy(
+            target,
+            backend=backend,
+            host=host,
+            port=port,
+            served_model_name=served_model_name,
+            friendly=friendly,
+            ready_timeout=ready_timeout,
+            dry_run=dry_run,
+        )
+    )
+
+
+@app.command(
+    epilog="Examples:\n\n  mhsft export --merge-lora\n\n  mhsft export --merge-lora --output merged/qwen7b-mh\n\n"
+    "  mhsft export --merge-lora --push modelscope:alice/qwen7b-mh\n\n  mhsft export --push hf:alice/qwen7b-mh-lora"
+)
+def export(
+    recipe: OptRecipeArg = None,
+    checkpoint: CheckpointOpt = "latest",
+    run: RunOpt = None,
+    merge_lora: Annotated[bool, typer.Option("--merge-lora", help="Merge the LoRA into the base model.")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", show_default=False, help="Output folder (default: CHECKPOINT-merged)."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push",
+            metavar="modelscope:OWNER/NAME|hf:OWNER/NAME",
+            show_default=False,
+            help="Upload (token from MODELSCOPE_API_TOKEN / HF_TOKEN).",
+        ),
+    ] = None,
+    set_: SetOpt = [],  # noqa: B006
+    env_file: EnvFileOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Merge LoRA weights and/or push to a hub: `swift export --adapters CKPT ...`."""
+    from mhsft.export import export as run_export
+    from mhsft.targets import resolve_target
+
+    target = resolve_target(recipe, set_, env_file, checkpoint, run)
+    raise typer.Exit(
+        run_export(target, merge_lora=merge_lora, output=output, overwrite=overwrite, push=push, dry_run=dry_run)
+    )
+
+
+@app.command(epilog="Examples:\n\n  mhsft runs\n\n  mhsft runs --limit 50")
+def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20) -> None:
+    """List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint)."""
+    from mhsft.runs_table import rows
+
+    found = rows(Path.cwd(), limit)
+    if not found:
+        ui.info("no runs recorded in .mhsft/runs/ yet (mhsft train RECIPE records one).")
+        return
+    columns = ["id", "command", "recipe", "status", "started", "duration", "output", "checkpoint"]
+    ui.table(None, columns, found, {"succeeded": "green", "failed": "bold red", "interrupted": "yellow"})
+
+
 @app.command(
     epilog="Examples:\n\n  mhsft doctor\n\n  mhsft doctor recipes/qwen7b.toml\n\n  mhsft doctor --json | jq .counts"
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,9 +47,20 @@ def show(plan: Plan, dry_run: bool) -> bool:
 
 
 def execute(
-    plan: Plan, environment: Environment, recipe: Recipe | None = None, log: IO[str] | None = None, **record_fields: Any
+    plan: Plan,
+    environment: Environment,
+    recipe: Recipe | None = None,
+    *,
+    log: IO[str] | None = None,
+    watch: Callable[[int], None] | None = None,
+    redact_output: bool = False,
+    **record_fields: Any,
 ) -> int:
-    """Run a plan's swift command to the end, recording it under .mhsft/runs/; return the exit code."""
+    """Run a plan's swift command to the end, recording it under .mhsft/runs/; return the exit code.
+
+    `watch(pid)` runs once the child has started (deploy's readiness wait); `redact_output` passes the
+    child's output through mhsft's redaction (for commands whose arguments swift itself logs).
+    """
     from mhsft import runner
     from mhsft.runs import finish, new_record, version_dirs
 
@@ -57,14 +69,18 @@ def execute(
     before = set(version_dirs(plan.output_dir)) if plan.output_dir else set()
     record = new_record(plan, environment, cwd, recipe, **record_fields)
     record.save()
-    ui.info(f"run {record.id}: starting `{' '.join(plan.argv[:2])}` (record: {record.path.relative_to(cwd)})")
+    ui.info(f"run {record.id}: starting swift {plan.command} (record: {record.path.relative_to(cwd)})")
     started = time.monotonic()
 
-    def remember_pid(pid: int) -> None:
+    def on_start(pid: int) -> None:
         record.pid = pid
         record.save()
+        if watch:
+            watch(pid)
 
-    outcome = runner.run(argv, plan.child_env(environment), log=log, on_start=remember_pid)
+    outcome = runner.run(
+        argv, plan.child_env(environment), log=log, on_start=on_start, filter_output=ui.clean if redact_output else None
+    )
     finish(record, outcome, started, time.monotonic(), before)
     where = f", output {record.run_dir}" if record.run_dir else ""
     ui.info(f"run {record.id}: {outcome.status} (exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}")

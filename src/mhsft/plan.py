@@ -41,15 +41,13 @@ class Plan:
         """A paste-able shell command: variables first, secrets as `"$NAME"` references, one flag a line."""
         prefix = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
         prefix += [f'{name}="${name}"' for name in self.secrets]
-        head = " ".join([*prefix, *map(shlex.quote, self.argv[:2])])
-        lines, current = [head], []
-        for tok in self.argv[2:]:
-            if tok.startswith("--") and current:
-                lines.append(" ".join(current))
-                current = []
-            current.append(shlex.quote(tok))
-        if current:
-            lines.append(" ".join(current))
+        first_flag = next((i for i, tok in enumerate(self.argv) if tok.startswith("--")), len(self.argv))
+        lines = [" ".join([*prefix, *map(shlex.quote, self.argv[:first_flag])])]
+        for tok in self.argv[first_flag:]:
+            if tok.startswith("--"):
+                lines.append(tok)
+            else:
+                lines[-1] += " " + shlex.quote(tok)
         return " \\\n  ".join(lines)
 
 
@@ -136,6 +134,42 @@ def train_plan(
         argv=argv,
         env=env,
         secrets=secret_names(environment),
+        summary=summary,
+        output_dir=output_dir,
+        inputs=tuple(inputs),
+    )
+
+
+def command_plan(
+    command: str,
+    args: dict[str, Any],
+    environment: Environment,
+    cwd: Path,
+    *,
+    recipe: Recipe | None,
+    summary: list[tuple[str, str]],
+    env: dict[str, str] | None = None,
+    secrets: Iterable[str] = (),
+    program: tuple[str, ...] | None = None,
+    output_dir: Path | None = None,
+) -> Plan:
+    """The plan for `swift infer|deploy|export` (or `program`, e.g. mhsft's deploy entry point) with `args`.
+
+    Only the recipe's GPU selection and [env] apply: torchrun variables would turn an interactive chat or a
+    server into a distributed launch.
+    """
+    argv = [*(program or ("swift", command)), *argv_for(command, args, cwd)]
+    ensure_no_secret_on_argv(argv, environment)
+    child_env = {}
+    if recipe is not None:
+        gpus = recipe.launch_env.get("CUDA_VISIBLE_DEVICES")
+        child_env = ({"CUDA_VISIBLE_DEVICES": gpus} if gpus else {}) | recipe.env
+    inputs = [p for key in ("adapters", "val_dataset") for p in local_paths(key, args.get(key), cwd)]
+    return Plan(
+        command=command,
+        argv=argv,
+        env=child_env | (env or {}),
+        secrets=secret_names(environment, secrets),
         summary=summary,
         output_dir=output_dir,
         inputs=tuple(inputs),

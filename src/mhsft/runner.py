@@ -49,43 +49,64 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _pump(stream: IO[bytes], write: Callable[[str], None]) -> None:
+    """Copy a child's output line by line through `write` (which redacts) until it closes."""
+    for raw in iter(stream.readline, b""):
+        write(raw.decode("utf-8", errors="replace"))
+    stream.close()
+
+
 def run(
     argv: list[str],
     env: dict[str, str],
     cwd: Path | None = None,
     log: IO[str] | None = None,
     on_start: Callable[[int], None] | None = None,
+    filter_output: Callable[[str], str] | None = None,
 ) -> Outcome:
     """Run `argv` (argv[0] a full path, see `executable`) in a new session.
 
-    SIGINT/SIGTERM sent to mhsft are forwarded to the child's whole process group.
-
-    A second Ctrl-C escalates to SIGTERM, a third (or KILL_AFTER_S seconds) to SIGKILL. Output goes to the
-    terminal unless `log` is given.
+    SIGINT/SIGTERM sent to mhsft are forwarded to the child's whole process group; a second Ctrl-C escalates
+    to SIGTERM, a third (or KILL_AFTER_S seconds) to SIGKILL. Output goes to the terminal, or to `log`, or,
+    with `filter_output`, line by line through that function to stdout.
     """
-    proc = subprocess.Popen(
-        argv, env=env, cwd=cwd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT if log else None
-    )
-    if on_start:
-        on_start(proc.pid)
     received: list[int] = []
-    killer = threading.Timer(KILL_AFTER_S, _killpg, (proc.pid, signal.SIGKILL))
-    killer.daemon = True
+    pids: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
-        escalation = [signum, signal.SIGTERM, signal.SIGKILL]
-        _killpg(proc.pid, escalation[min(len(received), 3) - 1])
-        if len(received) == 1:
+        if pids:
+            _killpg(pids[0], [signum, signal.SIGTERM, signal.SIGKILL][min(len(received), 3) - 1])
+        if len(received) == 1 and pids:
             killer.start()
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        stdout = subprocess.PIPE if filter_output else log
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, start_new_session=True, stdout=stdout, stderr=subprocess.STDOUT if stdout else None
+        )
+        pids.append(proc.pid)
+        killer = threading.Timer(KILL_AFTER_S, _killpg, (proc.pid, signal.SIGKILL))
+        killer.daemon = True
+        if received:  # a signal came while the child was starting
+            forward(received.pop(), None)
+        pump = None
+        if filter_output and proc.stdout:
+            pump = threading.Thread(
+                target=_pump, args=(proc.stdout, lambda t: print(filter_output(t), end="", flush=True)), daemon=True
+            )
+            pump.start()
+        if on_start:
+            on_start(proc.pid)
         code = proc.wait()
+        if pump:
+            pump.join(timeout=5)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        killer.cancel()
+        if pids:
+            killer.cancel()
     if received:
         _killpg(proc.pid, signal.SIGKILL)  # stragglers such as dataloader workers
         first = received[0]

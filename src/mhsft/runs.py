@@ -24,7 +24,7 @@ _VERSION_DIR = re.compile(r"^v(\d+)-\d{8}-\d{6}$")
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def package_version(name: str) -> str | None:

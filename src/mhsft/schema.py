@@ -138,6 +138,28 @@ def check_value(kind: str, is_list: bool, choices: tuple[Any, ...], value: Any, 
     return value
 
 
+def check_options(command: str, options: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """Values given as CLI options for swift arguments, checked like recipe values.
+
+    `options` maps a swift argument name to (the option as typed, its value); None values are left out.
+    """
+    known = specs(command)
+    out = {}
+    for name, (option, value) in options.items():
+        if value is None:
+            continue
+        spec = known[name]
+        out[name] = check_value(spec.kind, spec.list, spec.choices, value, f"option {option}")
+    return out
+
+
+def backend_name(value: str, where: str) -> tuple[str, str | None]:
+    """An inference backend with the old `pt` translated (and a warning saying so)."""
+    if value in BACKEND_ALIASES:
+        return BACKEND_ALIASES[value], f"{where}: `{value}` is the old name of `{BACKEND_ALIASES[value]}`; translated."
+    return value, None
+
+
 def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> tuple[str, str | None]:
     """The 4.6 name for `key` in a swift section, plus a warning when an old name was translated."""
     where = raw.where(section, key)
@@ -190,9 +212,9 @@ def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> t
 def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[str, Any]:
     table = raw.data[section]
     backend = table.get("infer_backend")
-    if section in ("infer", "deploy") and backend in BACKEND_ALIASES:
-        backend = BACKEND_ALIASES[backend]
-        warnings.append(f"{raw.where(section, 'infer_backend')}: `pt` is the old name of `transformers`; translated.")
+    if section in ("infer", "deploy") and isinstance(backend, str):
+        backend, warning = backend_name(backend, raw.where(section, "infer_backend"))
+        warnings += [warning] if warning else []
     out: dict[str, Any] = {}
     for key, value in table.items():
         name, warning = _swift_key(raw, section, key, backend)

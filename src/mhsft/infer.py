@@ -1,0 +1,94 @@
+"""`mhsft infer`: `swift infer --adapters CKPT`, interactive by default, batch with --dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mhsft.errors import MhsftError
+from mhsft.launch import execute, show
+from mhsft.plan import command_plan
+from mhsft.schema import check_options
+from mhsft.targets import Target, backend_option
+
+# friendly option -> swift argument, per backend (4.6 prefixes lmdeploy/vllm/sglang options)
+BACKEND_OPTIONS = {
+    "lmdeploy": {
+        "--tp": "lmdeploy_tp",
+        "--session-len": "lmdeploy_session_len",
+        "--cache-fraction": "lmdeploy_cache_max_entry_count",
+    },
+    "vllm": {
+        "--tp": "vllm_tensor_parallel_size",
+        "--session-len": "vllm_max_model_len",
+        "--cache-fraction": "vllm_gpu_memory_utilization",
+    },
+    "sglang": {
+        "--tp": "sglang_tp_size",
+        "--session-len": "sglang_context_length",
+        "--cache-fraction": "sglang_mem_fraction_static",
+    },
+}
+
+
+def backend_args(command: str, backend: str | None, friendly: dict[str, object]) -> dict[str, object]:
+    """--tp / --session-len / --cache-fraction as the 4.6 argument names of the chosen backend."""
+    given = {k: v for k, v in friendly.items() if v is not None}
+    if not given:
+        return {}
+    names = BACKEND_OPTIONS.get(backend or "transformers")
+    if names is None:
+        raise MhsftError(
+            f"option {next(iter(given))}: the {backend or 'transformers'} backend has no such setting. "
+            "Use it with --backend lmdeploy, vllm or sglang."
+        )
+    return check_options(command, {names[opt]: (opt, value) for opt, value in given.items()})
+
+
+def infer(
+    target: Target,
+    *,
+    backend: str | None,
+    dataset: Path | None,
+    result_path: Path | None,
+    max_new_tokens: int | None,
+    temperature: float | None,
+    stream: bool | None,
+    friendly: dict[str, object],
+    dry_run: bool,
+) -> int:
+    """Build and run the `swift infer` plan; returns the exit code."""
+    cwd = Path.cwd()
+    args = target.defaults("infer")
+    args["adapters"] = [str(target.checkpoint)]
+    chosen = backend_option(backend, args.get("infer_backend"))
+    args |= check_options(
+        "infer",
+        {
+            "infer_backend": ("--backend", chosen),
+            "val_dataset": ("--dataset", [str(dataset)] if dataset else None),
+            "result_path": ("--result-path", str(result_path) if result_path else None),
+            "max_new_tokens": ("--max-new-tokens", max_new_tokens),
+            "temperature": ("--temperature", temperature),
+            "stream": ("--stream/--no-stream", stream),
+        },
+    )
+    args |= backend_args("infer", chosen, friendly)
+    batch = "val_dataset" in args
+    mode = f"batch on {args['val_dataset'][0]}" if batch else "interactive chat (type, Enter; Ctrl-C to stop)"
+    summary = [
+        ("checkpoint", str(target.checkpoint)),
+        ("backend", str(args.get("infer_backend", "transformers"))),
+        ("mode", mode),
+    ]
+    if batch:
+        summary.append(("results", str(args.get("result_path", f"{target.checkpoint}/infer_result/<time>.jsonl"))))
+    plan = command_plan("infer", args, target.environment, cwd, recipe=target.recipe, summary=summary)
+    if show(plan, dry_run):
+        return 0
+    return execute(
+        plan,
+        target.environment,
+        target.recipe,
+        checkpoint=str(target.checkpoint),
+        extra={"result_path": args.get("result_path")} if batch else {},
+    )

@@ -1,0 +1,32 @@
+"""Rows for `mhsft runs`: each recorded run with its newest checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mhsft import checkpoints
+from mhsft.runs import load_all
+
+
+def rows(cwd: Path, limit: int) -> list[list[str]]:
+    """id, command, recipe, status, start, duration, output folder, checkpoint (newest first)."""
+    out = []
+    for record in reversed(load_all(cwd)[-limit:]):
+        run_dir = checkpoints.run_dir_of(record) if record.command == "sft" else None
+        checkpoint = checkpoints.latest(run_dir) if run_dir else record.checkpoint
+        duration = f"{record.duration_s:.0f} s" if record.duration_s is not None else "-"
+        started = record.started_at.replace("T", " ")[:19]
+        output = str(run_dir or record.output_dir or "-")
+        out.append(
+            [
+                record.id,
+                record.command,
+                record.recipe_name or "-",
+                record.status,
+                started,
+                duration,
+                output,
+                str(checkpoint or "-"),
+            ]
+        )
+    return out

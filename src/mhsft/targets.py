@@ -1,0 +1,57 @@
+"""What `mhsft infer|deploy|export` act on: a recipe (optional), a checkpoint, and the run that made it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mhsft import checkpoints, ui
+from mhsft.environment import Environment
+from mhsft.errors import MhsftError
+from mhsft.launch import environment_for, load_recipe
+from mhsft.paths import absolute
+from mhsft.runs import RunRecord, find
+from mhsft.schema import Recipe, backend_name
+
+
+@dataclass(frozen=True)
+class Target:
+    """The environment, the recipe if one was given, and the checkpoint to use."""
+
+    environment: Environment
+    recipe: Recipe | None
+    checkpoint: Path
+    record: RunRecord | None
+
+    def defaults(self, section: str) -> dict[str, Any]:
+        """The recipe's [infer]/[deploy]/[export] values (options override them)."""
+        return dict(self.recipe.args[section]) if self.recipe else {}
+
+
+def resolve_target(
+    recipe_ref: str | None, overrides: list[str], env_file: Path | None, checkpoint: str, run_id: str | None
+) -> Target:
+    """Load the recipe (if any) and find the checkpoint: --checkpoint PATH, or latest/best of --run, of the
+    recipe's output_dir, or of the last successful `mhsft train` in this directory."""
+    environment = environment_for(env_file)
+    if overrides and recipe_ref is None:
+        raise MhsftError("--set needs a RECIPE to override; give the recipe as the first argument.")
+    recipe = load_recipe(recipe_ref, overrides, environment) if recipe_ref else None
+    cwd = Path.cwd()
+    record = find(cwd, run_id) if run_id else None
+    output_dir = None
+    if recipe is not None and record is None:
+        output_dir = Path(absolute(str(recipe.args["sft"].get("output_dir", "output")), cwd))
+    found = checkpoints.resolve(checkpoint, cwd, record, output_dir)
+    return Target(environment, recipe, found, record)
+
+
+def backend_option(backend: str | None, recipe_default: str | None) -> str | None:
+    """The backend from --backend (with `pt` translated, noted) or the recipe."""
+    if backend is None:
+        return recipe_default
+    name, warning = backend_name(backend, "option --backend")
+    if warning:
+        ui.warn(warning)
+    return name
