@@ -168,3 +168,28 @@ def test_missing_swift_is_a_clear_error() -> None:
 
     with pytest.raises(MhsftError, match="pip install ms-swift"):
         executable("swift-that-is-not-installed")
+
+
+def test_resume_continues_from_the_newest_checkpoint_under_the_same_swanlab_run(workdir, env, fake_swift) -> None:
+    local_recipe(workdir, mode="cloud")
+    first = mhsft("train", "r.toml", "--no-preflight", env=env | {"FAKE_SWIFT_MODE": "exit:1"}, cwd=workdir)
+    assert first.returncode == 1  # the run died, but left checkpoint-10 and checkpoint-20
+    second = mhsft("train", "r.toml", "--resume", "--no-preflight", env=env, cwd=workdir)
+    assert second.returncode == 0, second.stderr
+    before, after = fake_swift.calls()
+    assert after["env"]["SWANLAB_RUN_ID"] == before["env"]["SWANLAB_RUN_ID"]
+    assert after["env"]["SWANLAB_RUN_RESUME"] == "allow"
+    argv = after["argv"]
+    assert argv[argv.index("--resume_from_checkpoint") + 1] == str(
+        workdir / "out" / "v0-20260101-000000" / "checkpoint-20"
+    )
+    third = mhsft("train", "r.toml", "--no-preflight", env=env, cwd=workdir)  # a fresh run gets a fresh id
+    assert third.returncode == 0
+    assert fake_swift.calls()[-1]["env"]["SWANLAB_RUN_ID"] != before["env"]["SWANLAB_RUN_ID"]
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    result = mhsft("train", "r.toml", "--resume", env=env, cwd=workdir)
+    assert result.returncode == 2 and "--resume: no checkpoint-STEP folder" in result.stderr
+    assert fake_swift.calls() == []
