@@ -5,8 +5,6 @@ and an exit code. Heavy packages (swift, torch, swanlab, modelscope) are only im
 that need them, so `--help`, `--dry-run` and `validate` stay fast.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -331,6 +329,21 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show t
         return
     columns = ["id", "command", "recipe", "status", "started", "duration", "output", "checkpoint"]
     ui.table(None, columns, found, {"succeeded": "green", "failed": "bold red", "interrupted": "yellow"})
+
+
+@app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")
+def selftest(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Folder for the tiny model, data and outputs.")] = Path(
+        "mhsft-selftest"
+    ),
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the previous selftest's outputs in the folder.")] = False,
+) -> None:
+    """Check the install end to end on a tiny local model: train, infer, merge, generate (no GPU, account or network).
+
+    The folder is kept afterwards so you can look at it; `mhsft train tiny` then works on its own."""
+    from mhsft.selftest import selftest as run_selftest
+
+    raise typer.Exit(run_selftest(workdir, keep))
 
 
 @app.command(

@@ -81,8 +81,6 @@ def load_environment(
     env_file: Path | None = None, cwd: Path | None = None, base: Mapping[str, str] | None = None
 ) -> Environment:
     """Read `env_file` (or the nearest `.env` from `cwd` upward) under the real environment `base`."""
-    from dotenv import dotenv_values
-
     base = os.environ if base is None else base
     if env_file is not None:
         if not env_file.is_file():
@@ -95,6 +93,8 @@ def load_environment(
         path = find_dotenv((cwd or Path.cwd()).resolve())
     from_file: dict[str, str] = {}
     if path is not None:
+        from dotenv import dotenv_values  # imported only when there is a file to read
+
         try:
             parsed = dotenv_values(path)
         except (OSError, UnicodeDecodeError) as exc:

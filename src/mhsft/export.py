@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 from mhsft import ui
 from mhsft.errors import MhsftError
@@ -32,7 +33,14 @@ def parse_push(value: str) -> tuple[str, str, bool]:
 
 
 def export(
-    target: Target, *, merge_lora: bool, output: Path | None, overwrite: bool, push: str | None, dry_run: bool
+    target: Target,
+    *,
+    merge_lora: bool,
+    output: Path | None,
+    overwrite: bool,
+    push: str | None,
+    dry_run: bool,
+    log: IO[str] | None = None,
 ) -> int:
     """Build and run the `swift export` plan; returns the exit code."""
     cwd = Path.cwd()
@@ -86,6 +94,7 @@ def export(
         plan,
         target.environment,
         target.recipe,
+        log=log,
         checkpoint=str(target.checkpoint),
         extra={"export_dir": str(dest) if dest else None, "push": push},
     )

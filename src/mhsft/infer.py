@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 from mhsft.errors import MhsftError
 from mhsft.launch import execute, show
@@ -55,6 +56,7 @@ def infer(
     stream: bool | None,
     friendly: dict[str, object],
     dry_run: bool,
+    log: IO[str] | None = None,
 ) -> int:
     """Build and run the `swift infer` plan; returns the exit code."""
     cwd = Path.cwd()
@@ -89,6 +91,7 @@ def infer(
         plan,
         target.environment,
         target.recipe,
+        log=log,
         checkpoint=str(target.checkpoint),
         extra={"result_path": args.get("result_path")} if batch else {},
     )

@@ -10,7 +10,7 @@ import difflib
 import json
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
+from pathlib import Path
 
 COMMANDS = ("sft", "infer", "deploy", "export")
 
@@ -27,7 +27,7 @@ class ArgSpec:
 
 @cache
 def _data() -> dict:
-    return json.loads(files("mhsft").joinpath("data/swift_args.json").read_text(encoding="utf-8"))
+    return json.loads((Path(__file__).parent / "data" / "swift_args.json").read_text(encoding="utf-8"))
 
 
 def swift_version() -> str:

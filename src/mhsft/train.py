@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import IO
 
 from mhsft import ui
 from mhsft.environment import Environment
@@ -58,8 +59,9 @@ def train(
     check: bool = True,
     timeout: float = 5.0,
     resume: bool = False,
+    log: IO[str] | None = None,
 ) -> int:
-    """Everything `mhsft train` does; returns the exit code."""
+    """Everything `mhsft train` does; returns the exit code. `log` takes swift's output instead of the terminal."""
     cwd = Path.cwd()
     environment = environment_for(env_file)
     recipe = load_recipe(ref, overrides, environment)
@@ -83,5 +85,10 @@ def train(
             "after the model has loaded."
         )
     return execute(
-        plan, environment, recipe, swanlab_run_id=run_id, resumed_from=str(resume_from) if resume_from else None
+        plan,
+        environment,
+        recipe,
+        log=log,
+        swanlab_run_id=run_id,
+        resumed_from=str(resume_from) if resume_from else None,
     )
