@@ -185,6 +185,11 @@ CacheOpt = Annotated[
 ]
 
 
+def _tuning(tp: int | None, session_len: int | None, cache_fraction: float | None) -> dict[str, object]:
+    """The backend tuning options as typed, for translation to the chosen backend's 4.6 names."""
+    return {"--tp": tp, "--session-len": session_len, "--cache-fraction": cache_fraction}
+
+
 @app.command(
     epilog="Examples:\n\n  mhsft infer\n\n  mhsft infer --backend lmdeploy --tp 2\n\n"
     "  mhsft infer recipes/qwen7b.toml --dataset data/val.jsonl --result-path out.jsonl\n\n"
@@ -218,7 +223,6 @@ def infer(
     from mhsft.targets import resolve_target
 
     target = resolve_target(recipe, set_, env_file, checkpoint, run)
-    friendly = {"--tp": tp, "--session-len": session_len, "--cache-fraction": cache_fraction}
     raise typer.Exit(
         run_infer(
             target,
@@ -228,7 +232,7 @@ def infer(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             stream=stream,
-            friendly=friendly,
+            friendly=_tuning(tp, session_len, cache_fraction),
             dry_run=dry_run,
         )
     )
@@ -266,7 +270,6 @@ def deploy(
     from mhsft.targets import resolve_target
 
     target = resolve_target(recipe, set_, env_file, checkpoint, run)
-    friendly = {"--tp": tp, "--session-len": session_len, "--cache-fraction": cache_fraction}
     raise typer.Exit(
         run_deploy(
             target,
@@ -274,7 +277,7 @@ def deploy(
             host=host,
             port=port,
             served_model_name=served_model_name,
-            friendly=friendly,
+            friendly=_tuning(tp, session_len, cache_fraction),
             ready_timeout=ready_timeout,
             dry_run=dry_run,
         )
