@@ -146,3 +146,10 @@ def test_recipes_new_copies_a_builtin_and_refuses_to_overwrite(workdir: Path) ->
         builtin.copy("qwen32b", workdir / "mine")
     with pytest.raises(MhsftError, match="no built-in recipe"):
         builtin.copy("qwen99b", workdir / "other")
+
+
+def test_the_repository_path_of_a_builtin_works_from_any_directory(workdir: Path) -> None:
+    assert not (workdir / "recipes").exists()
+    assert load("recipes/qwen7b.toml", ENV).path == builtin.path("qwen7b")
+    with pytest.raises(MhsftError, match="does not exist"):
+        load("elsewhere/qwen7b.toml", ENV)

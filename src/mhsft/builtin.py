@@ -19,10 +19,12 @@ def names() -> list[str]:
 
 
 def path(name: str) -> Path | None:
-    """The file of built-in recipe `name` (with or without `.toml`), or None."""
-    stem = name.removesuffix(".toml")
-    candidate = DIRECTORY / f"{stem}.toml"
-    return candidate if "/" not in stem and candidate.is_file() else None
+    """The file of built-in recipe `name`: `qwen7b`, `qwen7b.toml` or `recipes/qwen7b.toml`; else None."""
+    given = Path(name)
+    if str(given.parent) not in (".", "recipes"):
+        return None
+    candidate = DIRECTORY / f"{given.name.removesuffix('.toml')}.toml"
+    return candidate if candidate.is_file() else None
 
 
 def description(name: str) -> str:
