@@ -15,7 +15,6 @@ from pathlib import Path
 
 from mhsft import ui
 from mhsft.infer import backend_args
-from mhsft.launch import execute, show
 from mhsft.plan import command_plan
 from mhsft.schema import check_options
 from mhsft.targets import Target, backend_option
@@ -124,20 +123,10 @@ def deploy(
         secrets=[API_KEY_VAR] if api_key else [],
         program=program,
     )
-    if show(plan, dry_run):
-        return 0
     state: dict = {}
 
     def watch(pid: int) -> None:
         threading.Thread(target=wait_ready, args=(pid, base_url, api_key, ready_timeout, state), daemon=True).start()
 
-    code = execute(
-        plan,
-        target.environment,
-        target.recipe,
-        watch=watch,
-        redact_output=True,
-        checkpoint=str(target.checkpoint),
-        extra={"url": base_url},
-    )
+    code = target.run(plan, dry_run, watch=watch, redact_output=True, extra={"url": base_url})
     return 1 if state.get("timed_out") and code == 0 else code

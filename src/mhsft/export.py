@@ -7,7 +7,6 @@ from typing import IO
 
 from mhsft import ui
 from mhsft.errors import MhsftError
-from mhsft.launch import execute, show
 from mhsft.paths import absolute
 from mhsft.plan import command_plan
 from mhsft.targets import Target
@@ -88,13 +87,4 @@ def export(
     plan = command_plan(
         "export", args, target.environment, cwd, recipe=target.recipe, summary=summary, secrets=secrets, output_dir=dest
     )
-    if show(plan, dry_run):
-        return 0
-    return execute(
-        plan,
-        target.environment,
-        target.recipe,
-        log=log,
-        checkpoint=str(target.checkpoint),
-        extra={"export_dir": str(dest) if dest else None, "push": push},
-    )
+    return target.run(plan, dry_run, log=log, extra={"export_dir": str(dest) if dest else None, "push": push})

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import IO
 
 from mhsft.errors import MhsftError
-from mhsft.launch import execute, show
 from mhsft.plan import command_plan
 from mhsft.schema import check_options
 from mhsft.targets import Target, backend_option
@@ -85,13 +84,4 @@ def infer(
     if batch:
         summary.append(("results", str(args.get("result_path", f"{target.checkpoint}/infer_result/<time>.jsonl"))))
     plan = command_plan("infer", args, target.environment, cwd, recipe=target.recipe, summary=summary)
-    if show(plan, dry_run):
-        return 0
-    return execute(
-        plan,
-        target.environment,
-        target.recipe,
-        log=log,
-        checkpoint=str(target.checkpoint),
-        extra={"result_path": args.get("result_path")} if batch else {},
-    )
+    return target.run(plan, dry_run, log=log, extra={"result_path": args.get("result_path")} if batch else {})

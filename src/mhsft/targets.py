@@ -9,8 +9,9 @@ from typing import Any
 from mhsft import checkpoints, ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.launch import environment_for, load_recipe
+from mhsft.launch import environment_for, execute, load_recipe, show
 from mhsft.paths import absolute
+from mhsft.plan import Plan
 from mhsft.runs import RunRecord, find
 from mhsft.schema import Recipe, backend_name
 
@@ -27,6 +28,12 @@ class Target:
     def defaults(self, section: str) -> dict[str, Any]:
         """The recipe's [infer]/[deploy]/[export] values (options override them)."""
         return dict(self.recipe.args[section]) if self.recipe else {}
+
+    def run(self, plan: Plan, dry_run: bool, **execute_options: Any) -> int:
+        """Show the plan; unless it is a dry run, execute it, recording this checkpoint."""
+        if show(plan, dry_run):
+            return 0
+        return execute(plan, self.environment, self.recipe, checkpoint=str(self.checkpoint), **execute_options)
 
 
 def resolve_target(
