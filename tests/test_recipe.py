@@ -153,3 +153,11 @@ def test_the_repository_path_of_a_builtin_works_from_any_directory(workdir: Path
     assert load("recipes/qwen7b.toml", ENV).path == builtin.path("qwen7b")
     with pytest.raises(MhsftError, match="does not exist"):
         load("elsewhere/qwen7b.toml", ENV)
+
+
+def test_a_folder_named_like_a_builtin_does_not_hide_it(workdir: Path) -> None:
+    (workdir / "tiny").mkdir()
+    assert load("tiny", ENV).path == builtin.path("tiny")
+    (workdir / "mine").mkdir()
+    with pytest.raises(MhsftError, match="cannot be read"):
+        load("mine", ENV)

@@ -119,9 +119,12 @@ def resolve(ref: str, base_dir: Path | None = None) -> Path | None:
     path = Path(ref).expanduser()
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
-    if path.exists():
+    if path.is_file():
         return Path(os.path.abspath(path))  # keeps symlinked names as typed, for messages
-    return builtin.path(ref)
+    found = builtin.path(ref)
+    if found is None and path.exists():  # e.g. a folder: read_toml explains why it cannot be read
+        return Path(os.path.abspath(path))
+    return found
 
 
 def _load_chain(path: Path, stack: tuple[Path, ...]) -> list[tuple[Path, dict[str, Any]]]:
