@@ -106,6 +106,7 @@ def main():
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGHUP, stop)
         Path(f"{log}.started").write_text(json.dumps({"pid": os.getpid(), "grandchild": child.pid}))
         while True:
             time.sleep(0.1)

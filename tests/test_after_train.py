@@ -169,7 +169,7 @@ def test_export_push_token_only_in_the_environment(workdir, env, fake_swift, tra
     write(workdir / ".env", f"HF_TOKEN={SECRET}\nMODELSCOPE_API_TOKEN=ms-{SECRET}\n")
     result = mhsft("export", "--merge-lora", "--push", "modelscope:alice/mh-7b", "-o", "ignored", env=env, cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert "--output is ignored" in result.stderr
+    assert "the output folder is ignored" in result.stderr
     call = [c for c in fake_swift.calls() if c["argv"][0] == "export"][-1]
     argv = call["argv"]
     assert value(argv, "push_to_hub") == "true" and value(argv, "hub_model_id") == "alice/mh-7b"
@@ -272,3 +272,34 @@ def test_deploy_api_key_goes_through_the_entry_point_not_argv(workdir, env, fake
     seen = json.loads(out.stdout)
     assert seen["argv"] == ["--port", "9", "--api_key", SECRET]
     assert SECRET not in seen["cmdline"] and seen["env"] is None
+
+
+def test_recipe_deploy_and_export_values_are_defaults(workdir, env, fake_swift, trained) -> None:
+    write(
+        workdir / "d.toml",
+        '[swanlab]\nmode = "local"\n[sft]\nmodel = "model"\ndataset = ["data/train.jsonl"]\n'
+        'output_dir = "out"\n[deploy]\nhost = "0.0.0.0"\nport = 9001\n[export]\noutput_dir = "merged-here"\n',
+    )
+    dry = mhsft("deploy", "d.toml", "--dry-run", env=env, cwd=workdir)
+    assert "--host 0.0.0.0" in dry.stdout and "--port 9001" in dry.stdout
+    dry = mhsft("deploy", "d.toml", "--port", "9002", "--dry-run", env=env, cwd=workdir)
+    assert "--port 9002" in dry.stdout
+    dry = mhsft("export", "d.toml", "--merge-lora", "--dry-run", env=env, cwd=workdir)
+    assert f"--output_dir {workdir / 'merged-here'}" in dry.stdout
+
+
+def test_an_empty_newest_version_folder_is_passed_over(workdir, env, fake_swift, trained) -> None:
+    (workdir / "out" / "v1-20260101-000009").mkdir()  # a run that died before its first checkpoint
+    dry = mhsft("infer", "r.toml", "--dry-run", env=env, cwd=workdir)
+    assert dry.returncode == 0 and f"--adapters {trained}" in dry.stdout
+
+
+def test_best_pointing_at_a_missing_folder_is_not_used(tmp_path: Path) -> None:
+    run = tmp_path / "out" / "v0-20260101-000000"
+    layout(run, [10])
+    (run / "checkpoint-10" / "trainer_state.json").write_text('{"best_model_checkpoint": "/gone/checkpoint-3"}')
+    with pytest.raises(MhsftError, match="no best_model_checkpoint"):
+        checkpoints.resolve("best", tmp_path, output_dir=tmp_path / "out")
+    (run / "checkpoint-10" / "trainer_state.json").write_text("[1]")  # valid JSON, not an object
+    with pytest.raises(MhsftError, match="no best_model_checkpoint"):
+        checkpoints.resolve("best", tmp_path, output_dir=tmp_path / "out")

@@ -95,7 +95,7 @@ def test_dotenv_is_found_from_a_parent_directory(workdir, env, fake_swift: FakeS
 
 @pytest.mark.parametrize(
     ("signum", "expected"),
-    [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
 )
 def test_signals_are_forwarded_to_swifts_process_group(workdir, env, fake_swift, signum, expected) -> None:
     local_recipe(workdir)
@@ -142,6 +142,10 @@ BAD_INPUTS = {
     "--set without =": ("qwen7b", "--set=sft.lora_rank", "expected section.key=value"),
     "--set unknown key": ("qwen7b", "--set=sft.lora_rnk=4", "Did you mean `lora_rank`"),
     "missing input file": ("r.toml", "--set=sft.dataset=['data/none.jsonl']", "does not exist"),
+    "date value": ("bad.toml", 'extends = "qwen7b"\n[sft]\nmodel = 2024-01-01\n', "got a date/time"),
+    "unexpandable ~user": ("r.toml", "--set=sft.model=~nouser-xyz/m", "does not exist"),
+    "name too long": ("r.toml", "--set=sft.model=./" + "a" * 300, "does not exist"),
+    "--set extends": ("r.toml", "--set=extends=qwen7b", "cannot be overridden"),
 }
 
 
@@ -193,3 +197,19 @@ def test_resume_without_a_checkpoint_is_a_clear_error(workdir, env, fake_swift) 
     result = mhsft("train", "r.toml", "--resume", env=env, cwd=workdir)
     assert result.returncode == 2 and "--resume: no checkpoint-STEP folder" in result.stderr
     assert fake_swift.calls() == []
+
+
+def test_a_swift_that_cannot_start_is_an_error_and_the_record_is_finished(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    (fake_swift.bin_dir / "swift").write_text("not a program\n")  # exec fails: no shebang, not a binary
+    result = mhsft("train", "r.toml", env=env, cwd=workdir)
+    assert result.returncode == 2 and "could not start" in result.stderr and "Traceback" not in result.stderr
+    (rec,) = records(workdir)
+    assert rec["status"] == "failed" and rec["ended_at"]
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a-file/x"])
+def test_recipes_new_refuses_odd_destinations(workdir, env, name) -> None:
+    write(workdir / "a-file", "")
+    result = mhsft("recipes", "new", name, env=env, cwd=workdir)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr

@@ -104,3 +104,8 @@ def test_an_invalid_recipe_is_a_failed_check(workdir, env) -> None:
     result, report, _ = doctor(workdir, env, "bad.toml")
     assert result.returncode == 1
     assert by_name(report)["recipe"]["status"] == "fail" and "lora_rank" in by_name(report)["recipe"]["detail"]
+
+
+def test_swanlab_project_is_flagged_even_without_a_key(workdir, env) -> None:
+    _, report, _ = doctor(workdir, env | {"SWANLAB_PROJECT": "mh-sft"})
+    assert by_name(report)["swanlab settings"]["status"] == "fail"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -138,3 +139,25 @@ def test_missing_local_inputs_are_reported(workdir: Path) -> None:
     assert plan_for("r.toml").missing_inputs() == []
     (workdir / "data" / "train.jsonl").unlink()
     assert plan_for("r.toml").missing_inputs() == [str(workdir / "data" / "train.jsonl")]
+
+
+def test_redaction_catches_json_escaped_spellings() -> None:
+    from mhsft.environment import redact
+
+    secret = 'hf_ab"cd\\é-EFGH'
+    text = json.dumps({"auth": secret}) + " " + json.dumps(secret, ensure_ascii=False) + " " + secret
+    assert secret not in redact(text, [secret]) and "EFGH" not in redact(text, [secret])
+
+
+def test_a_secret_copied_literally_into_a_table_value_is_refused(workdir: Path) -> None:
+    secret = 'hf_ab"cdEFGH1234'
+    env = Environment(values={"HF_TOKEN": secret})
+    write(workdir / "t.toml", 'extends = "qwen7b"\n[sft]\nmodel_kwargs = {auth = ' + json.dumps(secret) + "}\n")
+    with pytest.raises(MhsftError, match="HF_TOKEN would appear"):
+        plan_for("t.toml", env)
+
+
+def test_a_short_common_secret_value_does_not_block_unrelated_runs(workdir: Path) -> None:
+    local_recipe(workdir)
+    plan = plan_for("r.toml", Environment(values={"MY_DB_PASSWORD": "train"}))
+    assert plan.argv[:2] == ["swift", "sft"]

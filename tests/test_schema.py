@@ -149,7 +149,8 @@ def test_required_values(workdir: Path) -> None:
     with pytest.raises(MhsftError, match=r"nomodel.toml, \[sft\] model: a model is required"):
         validate(load("nomodel.toml", ENV))
     assert "at least one dataset is required" in failure(workdir, "[sft]\ndataset = []\n")
-    assert "at least one dataset is required" in failure(workdir, "[sft]\ndataset = ['']\n")
+    assert "an empty path" in failure(workdir, "[sft]\ndataset = ['', 'x']\n")
+    assert "an empty path" in failure(workdir, '[sft]\noutput_dir = "  "\n')
     assert "project must not be empty" in failure(workdir, '[swanlab]\nproject = ""\n')
 
 
@@ -186,3 +187,35 @@ def test_resolved_hash_changes_with_overrides(workdir: Path) -> None:
     a = check(workdir, "")
     b = check(workdir, "", "sft.lora_rank=4")
     assert a.sha256 != b.sha256 and len(a.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[sft]\nmodel = 2024-01-01\n", "got a date/time"),
+        ("[sft]\nmodel_kwargs = {a = 2024-01-01}\n", "expected a table or a JSON string"),
+        ('[sft]\nmodel = "a\\u0000b"\n', "NUL character"),
+        ("[env]\nWHEN = 2024-01-01T10:00:00\n", "got a date/time"),
+        ('[env]\nSWANLAB_EXPERIMENT = "x"\n', "JSON table"),
+        ('[swanlab]\nproject = "my project"\n', "not a SwanLab project name"),
+    ],
+)
+def test_values_swift_or_swanlab_would_choke_on(workdir: Path, body: str, expected: str) -> None:
+    assert expected in failure(workdir, body)
+
+
+def test_infer_dataset_becomes_val_dataset(workdir: Path) -> None:
+    recipe = check(workdir, '[infer]\ndataset = ["val.jsonl"]\n')
+    assert recipe.args["infer"]["val_dataset"] == ["val.jsonl"] and "dataset" not in recipe.args["infer"]
+    assert any("interactive mode" in w for w in recipe.warnings)
+
+
+def test_dashed_secret_keys_are_still_secrets(workdir: Path) -> None:
+    message = failure(workdir, f'[sft]\nhub-token = "{SECRET}"\n')
+    assert ".env" in message and SECRET not in message
+    assert ".env" in failure(workdir, f'[deploy]\napi-key = "{SECRET}"\n')
+
+
+def test_secret_variables_cannot_be_expanded_into_a_recipe(workdir: Path) -> None:
+    message = failure(workdir, '[sft]\nmodel_kwargs = {auth = "${MY_KEY}"}\n')
+    assert "MY_KEY" in message and SECRET not in message

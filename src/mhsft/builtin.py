@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -38,10 +39,17 @@ def copy(name: str, dest: Path, overwrite: bool = False) -> Path:
     source = path(name)
     if source is None:
         raise MhsftError(f"--from {name}: no built-in recipe of that name. The built-ins are: {', '.join(names())}.")
+    if not dest.name.strip(".") or dest.name.startswith("."):
+        raise MhsftError(f"{str(dest)!r} is not a recipe name: give a name such as my-run or recipes/my-run.")
     if dest.suffix != ".toml":
-        dest = dest.with_suffix(".toml")
-    if dest.exists() and not overwrite:
+        dest = dest.with_name(f"{dest.name}.toml")
+    if os.path.exists(dest) and not overwrite:
         raise MhsftError(f"{display(dest)} already exists. Choose another name, or pass --force to replace it.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+    except OSError as exc:
+        raise MhsftError(
+            f"cannot write {display(dest)} ({exc.strerror or exc}). Choose a folder you can write."
+        ) from None
     return dest

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 from mhsft.errors import MhsftError
+from mhsft.paths import absolute
 from mhsft.runs import RunRecord, load_all, version_dirs
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -30,23 +32,29 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def best(run_dir: Path) -> Path | None:
-    """`best_model_checkpoint` from the newest trainer_state.json, else from logging.jsonl's last line."""
-    newest = latest(run_dir)
-    sources = [newest / "trainer_state.json"] if newest else []
-    for source in sources:
-        try:
-            value = json.loads(source.read_text(encoding="utf-8")).get("best_model_checkpoint")
-        except (OSError, ValueError):
-            continue
-        if value:
-            return Path(value)
+def _json_field(path: Path, key: str, last_line: bool = False) -> str | None:
+    """A string field of a JSON object file (or of its last line), or None when unreadable."""
     try:
-        lines = (run_dir / "logging.jsonl").read_text(encoding="utf-8").strip().splitlines()
-        value = json.loads(lines[-1]).get("best_model_checkpoint") if lines else None
+        text = path.read_text(encoding="utf-8").strip()
+        data = json.loads(text.splitlines()[-1] if last_line else text) if text else None
     except (OSError, ValueError):
-        value = None
-    return Path(value) if value else None
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def best(run_dir: Path) -> Path | None:
+    """`best_model_checkpoint` from the newest trainer_state.json, else logging.jsonl's last line (if it exists)."""
+    newest = latest(run_dir)
+    value = (_json_field(newest / "trainer_state.json", "best_model_checkpoint") if newest else None) or _json_field(
+        run_dir / "logging.jsonl", "best_model_checkpoint", last_line=True
+    )
+    return Path(value) if value and os.path.isdir(value) else None
+
+
+def newest_with_checkpoint(output_dir: Path) -> Path | None:
+    """The newest vN folder (by N) that holds a checkpoint; a failed run's empty folder is passed over."""
+    return next((d for d in reversed(version_dirs(output_dir)) if latest(d)), None)
 
 
 def run_dir_of(record: RunRecord) -> Path | None:
@@ -77,9 +85,8 @@ def resolve(selector: str, cwd: Path, record: RunRecord | None = None, output_di
     else the last successful training run recorded in `cwd`.
     """
     if selector not in SELECTORS:
-        path = Path(selector).expanduser()
-        path = path if path.is_absolute() else cwd / path
-        if not path.is_dir():
+        path = Path(absolute(selector, cwd))
+        if not os.path.isdir(path):
             raise MhsftError(
                 f"--checkpoint {selector}: no such folder. Give a checkpoint folder "
                 "(output_dir/vN-.../checkpoint-STEP), `latest` or `best`."
@@ -88,8 +95,7 @@ def resolve(selector: str, cwd: Path, record: RunRecord | None = None, output_di
     if record is not None:
         run_dir, searched = run_dir_of(record), f"run {record.id} ({record.run_dir or record.output_dir})"
     elif output_dir is not None:
-        dirs = version_dirs(output_dir)
-        run_dir, searched = (dirs[-1] if dirs else None), f"the recipe's output_dir {output_dir}"
+        run_dir, searched = newest_with_checkpoint(output_dir), f"the recipe's output_dir {output_dir}"
     else:
         found = last_training(cwd)
         if found is None:

@@ -247,8 +247,22 @@ def deploy(
     checkpoint: CheckpointOpt = "latest",
     run: RunOpt = None,
     backend: BackendOpt = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 for all).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port (the next free one if taken).")] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host", show_default=False, help="Address to listen on (default: the recipe's, else 127.0.0.1)."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            min=1,
+            max=65535,
+            show_default=False,
+            help="Port (default: the recipe's, else 8000; the next free one if taken).",
+        ),
+    ] = None,
     served_model_name: Annotated[
         str | None, typer.Option("--served-model-name", show_default=False, help="Model id clients send.")
     ] = None,

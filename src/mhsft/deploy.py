@@ -20,6 +20,7 @@ from mhsft.schema import check_options
 from mhsft.targets import Target, backend_option
 
 API_KEY_VAR = "MHSFT_DEPLOY_API_KEY"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
 
 def free_port(start: int) -> int:
@@ -80,8 +81,8 @@ def deploy(
     target: Target,
     *,
     backend: str | None,
-    host: str,
-    port: int,
+    host: str | None,
+    port: int | None,
     served_model_name: str | None,
     friendly: dict[str, object],
     ready_timeout: float,
@@ -91,6 +92,8 @@ def deploy(
     args = target.defaults("deploy")
     args["adapters"] = [str(target.checkpoint)]
     chosen = backend_option(backend, args.get("infer_backend"))
+    host = host or str(args.get("host") or DEFAULT_HOST)
+    port = port or int(args.get("port") or DEFAULT_PORT)
     actual = port if dry_run else free_port(port)
     if actual != port:
         ui.warn(f"port {port} is in use; serving on {actual} (swift would move there silently).")

@@ -175,6 +175,7 @@ def swanlab(
     if settings.mode == "cloud" and not key:
         return [
             *checks,
+            *swanlab_check.settings_pitfalls(environment, cwd),
             Check(
                 "swanlab key",
                 FAIL if needed else WARN,

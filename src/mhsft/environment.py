@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,15 +24,22 @@ def is_secret_key(section: str, key: str) -> bool:
     """Recipe keys that would carry a secret: any secret-named variable in [env]; token/secret keys elsewhere."""
     if section == "env":
         return is_secret_name(key)
+    key = key.replace("-", "_")
     return key in ("api_key", "token", "secret", "password") or key.endswith(
         ("_token", "_secret", "_password", "_api_key")
     )
 
 
+def spellings(value: str) -> set[str]:
+    """A secret as it may appear in text: raw, and JSON-escaped (in a table value or a TOML/JSON dump)."""
+    return {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret value in `text` with `****`."""
-    for value in sorted({s for s in secrets if len(s) >= MIN_REDACT_LEN}, key=len, reverse=True):
-        text = text.replace(value, MASK)
+    """Replace every occurrence of each secret value (in any of its spellings) in `text` with `****`."""
+    forms = {form for s in secrets if len(s) >= MIN_REDACT_LEN for form in spellings(s)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, MASK)
     return text
 
 
@@ -83,7 +91,7 @@ def load_environment(
     """Read `env_file` (or the nearest `.env` from `cwd` upward) under the real environment `base`."""
     base = os.environ if base is None else base
     if env_file is not None:
-        if not env_file.is_file():
+        if not os.path.isfile(env_file):
             raise MhsftError(
                 f"--env-file {env_file}: no such file. Point --env-file at an existing file "
                 "(copy .env.example to .env to start one), or leave the option out to use the nearest .env."

@@ -7,7 +7,7 @@ from typing import IO
 
 from mhsft import ui
 from mhsft.errors import MhsftError
-from mhsft.paths import absolute
+from mhsft.paths import absolute, exists
 from mhsft.plan import command_plan
 from mhsft.targets import Target
 
@@ -62,17 +62,20 @@ def export(
             "nothing to export: pass --merge-lora and/or --push HUB:OWNER/NAME (or put swift export "
             "settings in the recipe's [export])."
         )
-    dest = Path(absolute(str(output), cwd)) if output else None
+    wanted = output or args.pop("output_dir", None)  # --output, else the recipe's [export] output_dir
+    dest = Path(absolute(str(wanted), cwd)) if wanted else None
     if args.get("merge_lora") and push:
         if dest is not None:
-            ui.warn("--output is ignored: with --merge-lora and --push, ms-swift 4.6 writes <checkpoint>-merged.")
+            ui.warn(
+                "the output folder is ignored: with --merge-lora and --push, ms-swift 4.6 writes <checkpoint>-merged."
+            )
         dest = Path(f"{target.checkpoint}-merged")
     elif args.get("merge_lora"):
         dest = dest or Path(f"{target.checkpoint}-merged")
         args["output_dir"] = str(dest)
     elif dest is not None:
         args["output_dir"] = str(dest)
-    if dest is not None and dest.exists():
+    if dest is not None and exists(dest):
         if not overwrite:
             raise MhsftError(
                 f"{dest} already exists. Pass --overwrite to replace it, or --output DIR for another folder."

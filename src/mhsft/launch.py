@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from mhsft import ui
 from mhsft.environment import Environment, load_environment
-from mhsft.errors import MhsftError
+from mhsft.errors import USAGE, MhsftError
 from mhsft.plan import Plan
 from mhsft.recipe import load
 from mhsft.schema import Recipe, validate
@@ -78,9 +78,20 @@ def execute(
         if watch:
             watch(pid)
 
-    outcome = runner.run(
-        argv, plan.child_env(environment), log=log, on_start=on_start, filter_output=ui.clean if redact_output else None
-    )
+    try:
+        outcome = runner.run(
+            argv,
+            plan.child_env(environment),
+            log=log,
+            on_start=on_start,
+            filter_output=ui.clean if redact_output else None,
+        )
+    except (OSError, ValueError) as exc:  # the program could not be started at all
+        finish(record, runner.Outcome(USAGE), started, time.monotonic(), before)
+        raise MhsftError(
+            f"could not start {argv[0]}: {exc}. Check that ms-swift is installed in this "
+            "environment (pip install ms-swift)."
+        ) from None
     finish(record, outcome, started, time.monotonic(), before)
     where = f", output {record.run_dir}" if record.run_dir else ""
     ui.info(f"run {record.id}: {outcome.status} (exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}")

@@ -16,6 +16,11 @@ def display(path: Path | str) -> str:
     return str(rel) if str(rel) != "." else "."
 
 
+def exists(path: Path | str) -> bool:
+    """Whether a user-given path exists; an unusable one (too long, NUL) simply does not."""
+    return os.path.exists(path)
+
+
 def absolute(value: str, cwd: Path) -> str:
     """`value` as an absolute path, `~` expanded, relative paths taken from `cwd`."""
-    return os.path.normpath(cwd / Path(value).expanduser())
+    return os.path.normpath(cwd / os.path.expanduser(value))  # `~nouser` stays as typed

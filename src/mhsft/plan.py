@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mhsft.environment import Environment
+from mhsft.environment import Environment, spellings
 from mhsft.errors import MhsftError
-from mhsft.paths import absolute
+from mhsft.paths import absolute, exists
 from mhsft.render import argv_for, local_paths, localize
 from mhsft.schema import Recipe
 
+COINCIDENCE_LEN = 8
 TRACKED_SECRETS = ("SWANLAB_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN")
 
 
@@ -35,7 +36,7 @@ class Plan:
 
     def missing_inputs(self) -> list[str]:
         """Local input paths (model dir, dataset files, adapters) that do not exist."""
-        return [p for p in self.inputs if not Path(p).exists()]
+        return [p for p in self.inputs if not exists(p)]
 
     def shell_line(self) -> str:
         """A paste-able shell command: variables first, secrets as `"$NAME"` references, one flag a line."""
@@ -58,14 +59,17 @@ def secret_names(environment: Environment, extra: Iterable[str] = ()) -> tuple[s
     return tuple(dict.fromkeys(n for n in wanted if n in present))
 
 
-def ensure_no_secret_on_argv(argv: list[str], environment: Environment) -> None:
-    """Refuse to start a command whose argv would carry a secret's value (e.g. via `${HF_TOKEN}`)."""
+def ensure_no_secret_on_argv(argv: list[str], env: dict[str, str], environment: Environment) -> None:
+    """Refuse to start a command whose argv or extra variables would carry a secret's value."""
     for name, value in environment.secrets.items():
-        if len(value) >= 4 and any(value in tok for tok in argv):
+        if len(value) < COINCIDENCE_LEN:  # too short to tell a secret from an ordinary word such as "train"
+            continue
+        places = [*argv, *(v for k, v in env.items() if k != name)]
+        if any(form in place for form in spellings(value) for place in places):
             raise MhsftError(
-                f"the value of {name} would appear on swift's command line (a recipe value expands "
-                f"to it). Secrets reach swift only through its environment: remove the "
-                f"${{{name}}} reference from the recipe."
+                f"the value of {name} would appear on swift's command line or in another variable. "
+                "Secrets reach swift only through their own environment variable: take that value "
+                "out of the recipe."
             )
 
 
@@ -110,9 +114,9 @@ def train_plan(
     }
     args |= {k: v for k, v in tracking.items() if v is not None}
     argv = ["swift", "sft", *argv_for("sft", args, cwd)]
-    ensure_no_secret_on_argv(argv, environment)
     output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
     env = {**recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
+    ensure_no_secret_on_argv(argv, env, environment)
     dataset = args["dataset"] if isinstance(args["dataset"], list) else [args["dataset"]]
     summary = [
         ("recipe", f"{recipe.name} ({recipe.path})"),
@@ -159,16 +163,17 @@ def command_plan(
     server into a distributed launch.
     """
     argv = [*(program or ("swift", command)), *argv_for(command, args, cwd)]
-    ensure_no_secret_on_argv(argv, environment)
     child_env = {}
     if recipe is not None:
         gpus = recipe.launch_env.get("CUDA_VISIBLE_DEVICES")
         child_env = ({"CUDA_VISIBLE_DEVICES": gpus} if gpus else {}) | recipe.env
+    child_env |= env or {}
+    ensure_no_secret_on_argv(argv, child_env, environment)
     inputs = [p for key in ("adapters", "val_dataset") for p in local_paths(key, args.get(key), cwd)]
     return Plan(
         command=command,
         argv=argv,
-        env=child_env | (env or {}),
+        env=child_env,
         secrets=secret_names(environment, secrets),
         summary=summary,
         output_dir=output_dir,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mhsft import builtin
-from mhsft.environment import Environment, is_secret_key
+from mhsft.environment import Environment, is_secret_key, is_secret_name
 from mhsft.errors import MhsftError
 from mhsft.paths import display
 from mhsft.swift_args import suggest
@@ -111,18 +111,18 @@ def _check_layout(data: dict[str, Any], path: Path) -> None:
 def type_name(value: object) -> str:
     """TOML's word for the type of a parsed value."""
     names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array", dict: "a table"}
-    return names.get(type(value), type(value).__name__)
+    return names.get(type(value), "a date/time" if hasattr(value, "isoformat") else type(value).__name__)
 
 
 def resolve(ref: str, base_dir: Path | None = None) -> Path | None:
     """A recipe reference as a file: a path (relative to `base_dir`), else a built-in recipe name."""
-    path = Path(ref).expanduser()
+    path = Path(os.path.expanduser(ref))
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
-    if path.is_file():
+    if os.path.isfile(path):
         return Path(os.path.abspath(path))  # keeps symlinked names as typed, for messages
     found = builtin.path(ref)
-    if found is None and path.exists():  # e.g. a folder: read_toml explains why it cannot be read
+    if found is None and os.path.exists(path):  # e.g. a folder: read_toml explains why it cannot be read
         return Path(os.path.abspath(path))
     return found
 
@@ -156,6 +156,8 @@ def parse_override(text: str) -> tuple[str, str | None, Any]:
         )
     target, raw = text.split("=", 1)
     section, _, key = target.strip().partition(".")
+    if not key and section == "extends":
+        raise MhsftError(f"--set {text!r}: `extends` cannot be overridden; write it in the recipe file.")
     if not key and section in TOP_KEYS:
         return section, None, raw
     if section not in SECTIONS or not key:
@@ -182,6 +184,12 @@ def _interpolate(value: Any, env: Environment, where: str) -> Any:
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if is_secret_name(name):
+            raise MhsftError(
+                f"{where}: ${{{name}}} would copy a secret into the recipe, and from there onto swift's "
+                "command line. Secrets reach swift only through its environment: keep it in .env and "
+                "remove this reference."
+            )
         found = env.get(name)
         if found:
             return found

@@ -12,11 +12,20 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mhsft.paths import absolute
+from mhsft.paths import absolute, exists
 from mhsft.swift_args import specs
 
 PATH_KEYS = frozenset(
-    {"output_dir", "logging_dir", "result_path", "resume_from_checkpoint", "adapters", "ckpt_dir", "ref_adapters"}
+    {
+        "output_dir",
+        "logging_dir",
+        "result_path",
+        "resume_from_checkpoint",
+        "adapters",
+        "ckpt_dir",
+        "ref_adapters",
+        "local_repo_path",
+    }
 )
 MAYBE_PATH_KEYS = frozenset(
     {
@@ -28,6 +37,8 @@ MAYBE_PATH_KEYS = frozenset(
         "ref_model",
         "custom_register_path",
         "custom_dataset_info",
+        "external_plugins",
+        "cached_val_dataset",
     }
 )
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".txt", ".parquet", ".py")
@@ -36,7 +47,7 @@ _SAMPLE_SUFFIX = re.compile(r"#\d+$")
 
 def looks_local(value: str, cwd: Path) -> bool:
     """Whether swift will read `value` as a local path rather than a hub id or preset name."""
-    return value.startswith(("/", "./", "../", "~")) or value.endswith(DATA_SUFFIXES) or (cwd / value).exists()
+    return value.startswith(("/", "./", "../", "~")) or value.endswith(DATA_SUFFIXES) or exists(cwd / value)
 
 
 def localize(key: str, value: str, cwd: Path) -> str:

@@ -16,6 +16,7 @@ from typing import IO
 
 from mhsft.errors import INTERRUPTED, MhsftError
 
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # a closed terminal/ssh: SIGHUP
 KILL_AFTER_S = 20.0  # after the first forwarded signal, the group gets SIGKILL if it is still alive
 
 
@@ -66,7 +67,7 @@ def run(
 ) -> Outcome:
     """Run `argv` (argv[0] a full path, see `executable`) in a new session.
 
-    SIGINT/SIGTERM sent to mhsft are forwarded to the child's whole process group; a second Ctrl-C escalates
+    SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to mhsft go to the child's whole process group; a second Ctrl-C escalates
     to SIGTERM, a third (or KILL_AFTER_S seconds) to SIGKILL. Output goes to the terminal, or to `log`, or,
     with `filter_output`, line by line through that function to stdout.
     """
@@ -80,7 +81,7 @@ def run(
         if len(received) == 1 and pids:
             killer.start()
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in FORWARDED}
     try:
         stdout = subprocess.PIPE if filter_output else log
         proc = subprocess.Popen(

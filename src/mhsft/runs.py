@@ -76,12 +76,18 @@ class RunRecord:
 
     def save(self) -> None:
         """Write the record atomically (a temp file renamed over the old one)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(asdict(self), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(asdict(self), f, indent=2)
+                f.write("\n")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise MhsftError(
+                f"cannot write the run record {self.path} ({exc.strerror or exc}). Make "
+                f"{self.path.parent} a writable folder."
+            ) from None
 
 
 def new_record(plan: Plan, environment: Environment, cwd: Path, recipe: Any = None, **extra: Any) -> RunRecord:

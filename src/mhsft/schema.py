@@ -16,6 +16,7 @@ from typing import Any
 from mhsft.environment import is_secret_key, is_secret_name
 from mhsft.errors import MhsftError
 from mhsft.recipe import SECTIONS, RawRecipe, type_name
+from mhsft.render import MAYBE_PATH_KEYS, PATH_KEYS
 from mhsft.swift_args import COMMANDS, ArgSpec, specs, suggest, swift_version
 
 FLASH_ATTN = ("flash_attn", "flash_attention_2", "flash_attention_3", "flash_attention_4")
@@ -63,6 +64,11 @@ RESERVED_ENV = {var: f"[launch] {key}" for key, (_, var) in LAUNCH_KEYS.items()}
     "SWANLAB_RUN_ID": "mhsft (it assigns the run id)",
     "SWANLAB_RUN_RESUME": "mhsft train --resume",
 }
+# swanlab reads SWANLAB_<NAME> for these nested settings tables as JSON; a plain string breaks every login/init
+NESTED_SWANLAB = tuple(
+    f"SWANLAB_{n}" for n in ("PROJECT", "EXPERIMENT", "RUN", "TERMINAL", "INTEGRATION", "CORE", "PROBE")
+)
+SWANLAB_NAME = re.compile(r"^[0-9a-zA-Z_\-+.]{1,100}$")  # what swanlab.init accepts for a project
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -102,7 +108,20 @@ def _err(where: str, message: str) -> MhsftError:
     return MhsftError(f"{where}: {message}")
 
 
+def plain(value: Any) -> bool:
+    """Only strings, numbers, booleans and arrays/tables of them (no TOML dates, no NUL characters)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(plain(v) for v in value)
+    if isinstance(value, str):
+        return "\x00" not in value
+    return isinstance(value, (bool, int, float))
+
+
 def _scalar_ok(kind: str, value: Any) -> bool:
+    if not plain(value):
+        return False
     if isinstance(value, bool):
         return kind == "bool"
     if kind == "int":
@@ -123,6 +142,13 @@ _EXPECT = {
 }
 
 
+def shown(value: Any) -> str:
+    """A value for an error message, unescaped so that redaction still recognises any secret in it."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value) if isinstance(value, (bool, int, float)) else ""
+
+
 def check_value(kind: str, is_list: bool, choices: tuple[Any, ...], value: Any, where: str) -> Any:
     """Check one value against a kind (and list-ness, choices); return it, lists kept as lists."""
     items = value if is_list and isinstance(value, list) else [value]
@@ -130,11 +156,12 @@ def check_value(kind: str, is_list: bool, choices: tuple[Any, ...], value: Any, 
         raise _err(where, f"expected {_EXPECT[kind]}, got an array. This option takes a single value.")
     for item in items:
         if not _scalar_ok(kind, item):
-            shown = "" if isinstance(item, (dict, list)) else f" {json.dumps(item)}"
             many = " (or an array of them)" if is_list else ""
-            raise _err(where, f"expected {_EXPECT[kind]}{many}, got {type_name(item)}{shown}.")
+            nul = isinstance(item, str) and "\x00" in item
+            got = "a string with a NUL character" if nul else f"{type_name(item)} {shown(item)}"
+            raise _err(where, f"expected {_EXPECT[kind]}{many}, got {got.strip()}.")
         if choices and str(item) not in {str(c) for c in choices}:
-            raise _err(where, f"{json.dumps(item)} is not one of {', '.join(map(str, choices))}.")
+            raise _err(where, f"{shown(item)} is not one of {', '.join(map(str, choices))}.")
     return value
 
 
@@ -178,11 +205,16 @@ def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> t
             "there (tracking is always on; mhsft renders the swanlab_* flags itself).",
         )
     known = specs(section)
-    if key in known:
+    if key in known and not (section == "infer" and key == "dataset"):
         return key, None
     if key in REMOVED:
         raise _err(where, f"{REMOVED[key]}.")
     renames = dict(SAFE_RENAMES)
+    if section == "infer" and key == "dataset":
+        return "val_dataset", (
+            f"{where}: batch inference takes `val_dataset` in ms-swift 4.6 (`dataset` alone "
+            "falls into interactive mode); translated."
+        )
     if section in ("infer", "deploy"):
         renames |= VLLM_RENAMES if backend == "vllm" else LMDEPLOY_RENAMES if backend == "lmdeploy" else {}
     if key in renames and renames[key] in known:
@@ -224,6 +256,10 @@ def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[st
             value = backend
         spec: ArgSpec = specs(section)[name]
         out[name] = check_value(spec.kind, spec.list, spec.choices, value, raw.where(section, key))
+        if name in PATH_KEYS | MAYBE_PATH_KEYS and any(
+            isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])
+        ):
+            raise _err(raw.where(section, key), "an empty path: give a file, a folder or a hub id, or remove it.")
     return out
 
 
@@ -267,6 +303,12 @@ def _swanlab(raw: RawRecipe) -> SwanlabSettings:
         raise _err(
             raw.where("swanlab", "project"),
             'the SwanLab project must not be empty: set [swanlab] project = "my-project".',
+        )
+    if not SWANLAB_NAME.match(values["project"]):
+        raise _err(
+            raw.where("swanlab", "project"),
+            f"{values['project']!r} is not a SwanLab project name: up to 100 "
+            "letters, digits and _ - + . (swanlab.init would reject it after the model has loaded).",
         )
     for key in ("api_host", "web_host"):
         if values.get(key) and not re.match(r"^https?://[^/\s]+", values[key]):
@@ -334,6 +376,12 @@ def _env(raw: RawRecipe) -> dict[str, str]:
             )
         if key in RESERVED_ENV:
             raise _err(where, f"mhsft sets {key} itself; use {RESERVED_ENV[key]} instead.")
+        if key in NESTED_SWANLAB:
+            raise _err(
+                where,
+                f"swanlab reads {key} as a JSON table and fails on anything else (SettingsError at "
+                "swanlab.init, after the model has loaded). Remove it; use the [swanlab] section.",
+            )
         if not isinstance(value, bool):
             check_value("str", False, (), value, where)
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)

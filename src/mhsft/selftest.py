@@ -150,6 +150,8 @@ def selftest(workdir: Path, keep: bool) -> int:
     from mhsft.fixtures import MARKER
 
     root = workdir.absolute()
+    if root.exists() and not root.is_dir():
+        raise MhsftError(f"--workdir {root} is a file; give a new or empty folder.")
     if root.is_dir() and any(root.iterdir()) and not (root / MARKER).exists():
         raise MhsftError(
             f"--workdir {root} is not empty and was not made by `mhsft selftest`; give a new or empty "

@@ -22,12 +22,10 @@ from mhsft.checks import FAIL, OK, Check, bounded
 from mhsft.environment import Environment
 from mhsft.errors import PREFLIGHT, MhsftError
 from mhsft.paths import absolute
-from mhsft.schema import Recipe, SwanlabSettings
+from mhsft.schema import NESTED_SWANLAB, Recipe, SwanlabSettings
 
 DEFAULT_API_HOST = "https://api.swanlab.cn"
-# swanlab's settings read SWANLAB_<NAME> for these nested tables as JSON; a plain string breaks every login/init
 IMPORT_ALLOWANCE_S = 3.0  # importing the swanlab SDK takes ~1 s; the network part gets the whole timeout
-NESTED_SETTINGS = ("PROJECT", "EXPERIMENT", "RUN", "TERMINAL", "INTEGRATION", "CORE", "PROBE")
 
 
 @dataclass
@@ -76,10 +74,20 @@ def settings_pitfalls(environment: Environment, cwd: Path) -> list[Check]:
     local_env = cwd / ".env"
     sources = [(environment.values, "the environment")]
     if local_env.is_file():
-        sources.append(({k: v for k, v in dotenv_values(local_env).items() if v is not None}, str(local_env)))
+        try:
+            sources.append(({k: v for k, v in dotenv_values(local_env).items() if v is not None}, str(local_env)))
+        except (OSError, UnicodeDecodeError) as exc:
+            return [
+                Check(
+                    "swanlab settings",
+                    FAIL,
+                    f"{local_env} cannot be read ({type(exc).__name__}); swanlab reads it too and would fail",
+                    f"fix or remove {local_env}",
+                )
+            ]
     found = []
     for values, where in sources:
-        for name in (f"SWANLAB_{n}" for n in NESTED_SETTINGS):
+        for name in NESTED_SWANLAB:
             value = values.get(name)
             if value is None:
                 continue

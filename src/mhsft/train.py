@@ -27,19 +27,19 @@ def new_swanlab_run_id() -> str:
 
 
 def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
-    """The newest checkpoint under `output_dir` and the SwanLab run id of the run that wrote it."""
+    """The newest checkpoint under `output_dir` and the SwanLab run id of the recorded run that wrote it."""
     from mhsft import checkpoints
-    from mhsft.runs import load_all, version_dirs
+    from mhsft.runs import load_all
 
-    dirs = [d for d in version_dirs(output_dir) if checkpoints.latest(d)]
-    if not dirs:
+    run_dir = checkpoints.newest_with_checkpoint(output_dir)
+    if run_dir is None:
         raise MhsftError(
             f"--resume: no checkpoint-STEP folder in any vN-* folder of {output_dir}. Train without "
             "--resume first, or lower [sft] save_steps so a checkpoint is saved sooner."
         )
-    run_dir = dirs[-1]
-    records = [r for r in load_all(cwd) if r.command == "sft" and r.output_dir == str(output_dir)]
-    owner = next((r for r in reversed(records) if r.run_dir == str(run_dir)), records[-1] if records else None)
+    owner = next((r for r in reversed(load_all(cwd)) if r.command == "sft" and r.run_dir == str(run_dir)), None)
+    if owner is None or not owner.swanlab_run_id:
+        ui.warn(f"no mhsft run record owns {run_dir}; the resumed run gets a new SwanLab run id.")
     return checkpoints.latest(run_dir), owner.swanlab_run_id if owner else None  # type: ignore[return-value]
 
 
