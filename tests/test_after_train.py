@@ -303,3 +303,10 @@ def test_best_pointing_at_a_missing_folder_is_not_used(tmp_path: Path) -> None:
     (run / "checkpoint-10" / "trainer_state.json").write_text("[1]")  # valid JSON, not an object
     with pytest.raises(MhsftError, match="no best_model_checkpoint"):
         checkpoints.resolve("best", tmp_path, output_dir=tmp_path / "out")
+
+
+def test_a_half_written_checkpoint_is_passed_over(tmp_path: Path) -> None:
+    run = tmp_path / "out" / "v0-20260101-000000"
+    layout(run, [10])
+    (run / "checkpoint-20").mkdir()  # interrupted while saving: no trainer_state.json yet
+    assert checkpoints.resolve("latest", tmp_path, output_dir=tmp_path / "out") == run / "checkpoint-10"

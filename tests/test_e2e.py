@@ -205,7 +205,7 @@ def test_ctrl_c_stops_the_whole_group_then_resume_continues_the_same_swanlab_run
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + TIMEOUT
-    while not list((tiny.work / "resume").glob("v*/checkpoint-10")) and time.monotonic() < deadline:
+    while not list((tiny.work / "resume").glob("v*/checkpoint-10/trainer_state.json")) and time.monotonic() < deadline:
         assert proc.poll() is None, "training ended before its first checkpoint"
         time.sleep(0.2)
     pgid = [r for r in records(tiny.work, "sft") if r["output_dir"].endswith("resume")][-1]["pid"]
@@ -222,7 +222,9 @@ def test_ctrl_c_stops_the_whole_group_then_resume_continues_the_same_swanlab_run
         pytest.fail("swift's process group is still alive 10 s after Ctrl-C")
     first = [r for r in records(tiny.work, "sft") if r["output_dir"].endswith("resume")][-1]
     assert first["status"] == "interrupted" and first["exit_code"] == 130
-    saved = max(int(p.name.split("-")[1]) for p in Path(first["run_dir"]).glob("checkpoint-*"))
+    saved = max(
+        int(p.parent.name.split("-")[1]) for p in Path(first["run_dir"]).glob("checkpoint-*/trainer_state.json")
+    )
 
     result = mhsft(
         "train", "tiny", *sets, "--set", "sft.max_steps=30", "--resume", env=tiny.env, cwd=tiny.work, timeout=TIMEOUT

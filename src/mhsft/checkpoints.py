@@ -16,17 +16,25 @@ SELECTORS = ("latest", "best")
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    """`checkpoint-STEP` folders of one versioned run folder, by step."""
+    """Complete `checkpoint-STEP` folders of one versioned run folder, by step.
+
+    A checkpoint is complete once `trainer_state.json` is written; a run interrupted while saving leaves a folder
+    without it, which must not be resumed from or loaded.
+    """
     if not run_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    found = [
+        (int(m.group(1)), p)
+        for p in run_dir.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
 def latest(run_dir: Path) -> Path | None:
     """The `last-checkpoint` link's target if present, else the highest checkpoint-STEP."""
     link = run_dir / "last-checkpoint"
-    if link.is_dir():
+    if (link / "trainer_state.json").is_file():
         return link.resolve()
     found = checkpoints(run_dir)
     return found[-1] if found else None
