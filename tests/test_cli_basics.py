@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import pytest
+import tomllib
 
 from mhsft import __version__, builtin
 
@@ -54,8 +56,6 @@ def test_fast_paths_import_no_heavy_package(workdir, env, args) -> None:
         f"sys.argv = ['mhsft', *{args!r}]\n"
         "from mhsft.cli import main\nmain()\n"
     )
-    import subprocess
-
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=workdir, capture_output=True, text=True)
     line = next(ln for ln in result.stderr.splitlines() if ln.startswith("MODULES="))
     loaded = set(json.loads(line.removeprefix("MODULES=")))
@@ -70,8 +70,6 @@ def test_recipes_list_show_new(workdir, env) -> None:
         assert name in listing.stdout
     shown = mhsft("recipes", "show", "qwen32b", "--set", "sft.lora_rank=4", env=env, cwd=workdir)
     assert shown.returncode == 0
-    import tomllib
-
     resolved = tomllib.loads(shown.stdout)
     assert resolved["sft"]["model"] == "Qwen/Qwen2.5-32B-Instruct" and resolved["sft"]["packing"] is True
     assert resolved["sft"]["lora_rank"] == 4 and "extends" not in resolved

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mhsft.errors import MhsftError
+from mhsft.runner import executable
+
 from conftest import SECRET, FakeSwift, local_recipe, mhsft, write
 
 
@@ -167,9 +170,6 @@ def test_bad_input_is_one_paragraph_exit_2_nothing_started(workdir, env, fake_sw
 
 
 def test_missing_swift_is_a_clear_error() -> None:
-    from mhsft.errors import MhsftError
-    from mhsft.runner import executable
-
     with pytest.raises(MhsftError, match="pip install ms-swift"):
         executable("swift-that-is-not-installed")
 
