@@ -140,7 +140,7 @@ BAD_INPUTS = {
     "unset variable": ("bad.toml", 'extends = "qwen7b"\n[sft]\nmodel = "${UNSET_VAR_X}"\n', "UNSET_VAR_X"),
     "literal secret": ("bad.toml", f'extends = "qwen7b"\n[sft]\nhub_token = "{SECRET}"\n', ".env"),
     "missing model": ("bad.toml", '[sft]\ndataset = ["x"]\n', "model is required"),
-    "empty dataset": ("bad.toml", 'extends = "qwen7b"\n[sft]\ndataset = []\n', "dataset is required"),
+    "empty dataset": ("bad.toml", 'extends = "qwen7b"\n[sft]\ndataset = []\n', "nothing to train on"),
     "empty project": ("bad.toml", 'extends = "qwen7b"\n[swanlab]\nproject = ""\n', "must not be empty"),
     "--set without =": ("qwen7b", "--set=sft.lora_rank", "expected section.key=value"),
     "--set unknown key": ("qwen7b", "--set=sft.lora_rnk=4", "Did you mean `lora_rank`"),

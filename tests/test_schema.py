@@ -148,7 +148,7 @@ def test_required_values(workdir: Path) -> None:
     write(workdir / "nomodel.toml", '[sft]\ndataset = ["d"]\n')
     with pytest.raises(MhsftError, match=r"nomodel.toml, \[sft\] model: a model is required"):
         validate(load("nomodel.toml", ENV))
-    assert "at least one dataset is required" in failure(workdir, "[sft]\ndataset = []\n")
+    assert "nothing to train on" in failure(workdir, "[sft]\ndataset = []\n")
     assert "an empty path" in failure(workdir, "[sft]\ndataset = ['', 'x']\n")
     assert "an empty path" in failure(workdir, '[sft]\noutput_dir = "  "\n')
     assert "project must not be empty" in failure(workdir, '[swanlab]\nproject = ""\n')
@@ -219,3 +219,15 @@ def test_dashed_secret_keys_are_still_secrets(workdir: Path) -> None:
 def test_secret_variables_cannot_be_expanded_into_a_recipe(workdir: Path) -> None:
     message = failure(workdir, '[sft]\nmodel_kwargs = {auth = "${MY_KEY}"}\n')
     assert "MY_KEY" in message and SECRET not in message
+
+
+def test_cached_dataset_alone_is_enough_to_train(workdir: Path) -> None:
+    from mhsft.plan import train_plan
+
+    (workdir / "cache").mkdir()
+    recipe = check(workdir, "", "sft.dataset=[]", "sft.cached_dataset=['cache']")
+    assert recipe.args["sft"]["cached_dataset"] == ["cache"]
+    summary = dict(train_plan(recipe, ENV, workdir).summary)
+    assert summary["cached dataset"] == str(workdir / "cache")
+    assert "dataset" not in summary
+    assert "nothing to train on" in failure(workdir, "", "sft.dataset=[]", "sft.cached_dataset=[]")

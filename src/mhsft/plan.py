@@ -117,11 +117,12 @@ def train_plan(
     output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
     env = {**recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
     ensure_no_secret_on_argv(argv, env, environment)
-    dataset = args["dataset"] if isinstance(args["dataset"], list) else [args["dataset"]]
+    data_key = "dataset" if args.get("dataset") else "cached_dataset"
+    dataset = args[data_key] if isinstance(args[data_key], list) else [args[data_key]]
     summary = [
         ("recipe", f"{recipe.name} ({recipe.path})"),
         ("model", localize("model", str(args["model"]), cwd)),
-        ("dataset", ", ".join(localize("dataset", str(d), cwd) for d in dataset)),
+        (data_key.replace("_", " "), ", ".join(localize(data_key, str(d), cwd) for d in dataset)),
         ("output dir", str(output_dir)),
         (
             "GPUs",
@@ -132,7 +133,8 @@ def train_plan(
     ]
     if resume_from is not None:
         summary.append(("resume from", str(resume_from)))
-    inputs = [p for key in ("model", "dataset", "val_dataset") for p in local_paths(key, args.get(key), cwd)]
+    input_keys = ("model", "dataset", "val_dataset", "cached_dataset", "cached_val_dataset")
+    inputs = [p for key in input_keys for p in local_paths(key, args.get(key), cwd)]
     return Plan(
         command="sft",
         argv=argv,

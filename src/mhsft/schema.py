@@ -263,6 +263,12 @@ def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[st
     return out
 
 
+def _given(value: Any) -> bool:
+    """Whether a dataset-like value names at least one non-blank item."""
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(v, str) and v.strip() for v in items)
+
+
 def _check_sft(raw: RawRecipe, sft: dict[str, Any]) -> None:
     model = sft.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -270,12 +276,12 @@ def _check_sft(raw: RawRecipe, sft: dict[str, Any]) -> None:
             raw.where("sft", "model"),
             'a model is required: set [sft] model to a hub id such as "Qwen/Qwen2.5-7B-Instruct" or a local directory.',
         )
-    dataset = sft.get("dataset")
-    if not dataset or (isinstance(dataset, list) and not any(str(d).strip() for d in dataset)):
+    if not any(_given(sft.get(key)) for key in ("dataset", "cached_dataset")):
         raise _err(
             raw.where("sft", "dataset"),
-            "at least one dataset is required: set [sft] dataset to a hub "
-            'id or a local .jsonl file, e.g. dataset = ["data/train.jsonl"].',
+            "nothing to train on: set [sft] dataset to a hub id or a local .jsonl file, e.g. "
+            'dataset = ["data/train.jsonl"], or cached_dataset to a folder written by `swift export '
+            "--to_cached_dataset true`.",
         )
     for flag in ("packing", "padding_free"):
         if sft.get(flag) is True and sft.get("attn_impl") not in FLASH_ATTN:
