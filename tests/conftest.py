@@ -74,6 +74,7 @@ def env(tmp_path: Path, fake_swift: FakeSwift) -> dict[str, str]:
     e = base_env(home)
     e["PATH"] = f"{fake_swift.bin_dir}{os.pathsep}{e.get('PATH', '')}"
     e["FAKE_SWIFT_LOG"] = str(fake_swift.log)
+    e["MHSFT_NO_DATA_CHECK"] = "1"  # the gate runs the real ms-swift; tests of it use real fixtures
     return e
 
 

@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 recipes_app = typer.Typer(help="List, show and copy the built-in recipes.", no_args_is_help=True)
 app.add_typer(recipes_app, name="recipes")
+data_app = typer.Typer(help="Check a recipe's datasets with ms-swift's own preprocessing.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 RecipeArg = Annotated[
     str, typer.Argument(help="Recipe file, or a built-in recipe name (see `mhsft recipes list`).", show_default=False)
@@ -91,6 +93,14 @@ def train(
     env_file: EnvFileOpt = None,
     dry_run: DryRunOpt = False,
     no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
+    no_data_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-data-check",
+            envvar="MHSFT_NO_DATA_CHECK",
+            help="Skip the dataset gate (`mhsft data check`; not advised).",
+        ),
+    ] = False,
     preflight_timeout: TimeoutOpt = 5.0,
     resume: Annotated[
         bool,
@@ -100,12 +110,19 @@ def train(
         ),
     ] = False,
 ) -> None:
-    """Train: validate the recipe, check SwanLab, run `swift sft` and record the run under .mhsft/runs/."""
+    """Train: validate the recipe, check SwanLab and the dataset, run `swift sft`, record the run in .mhsft/runs/."""
     from mhsft.train import train as run_train
 
     raise typer.Exit(
         run_train(
-            recipe, set_, env_file, dry_run=dry_run, check=not no_preflight, timeout=preflight_timeout, resume=resume
+            recipe,
+            set_,
+            env_file,
+            dry_run=dry_run,
+            check=not no_preflight,
+            timeout=preflight_timeout,
+            resume=resume,
+            data_check=not no_data_check,
         )
     )
 
@@ -397,6 +414,24 @@ def doctor(
         counts = report["counts"]
         ui.info(f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)")
     raise typer.Exit(0 if report["ok"] else 1)
+
+
+@data_app.command(
+    "check",
+    epilog="Examples:\n\n  mhsft data check recipes/qwen7b.toml\n\n  mhsft data check tiny --json | jq .total\n\n"
+    "  mhsft data check my.toml --set sft.max_length=4096",
+)
+def data_check(
+    recipe: RecipeArg,
+    set_: SetOpt = [],  # noqa: B006
+    env_file: EnvFileOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the report as JSON (schema in README).")] = False,
+) -> None:
+    """Read, standardise and tokenise the recipe's datasets as `swift sft` would (no GPU, no weights) and report
+    rows kept/dropped with causes, token lengths, packing and steps; exit 4 when over the [data_check] budget."""
+    from mhsft.datagate.command import data_check as run_data_check
+
+    raise typer.Exit(run_data_check(recipe, set_, env_file, json_))
 
 
 @recipes_app.command("list", epilog="Example:\n\n  mhsft recipes list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 USAGE = 2
 PREFLIGHT = 3
+DATA_CHECK = 4
 INTERRUPTED = 130
 
 

@@ -16,6 +16,7 @@ from mhsft.schema import Recipe
 
 COINCIDENCE_LEN = 8
 TRACKED_SECRETS = ("SWANLAB_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN")
+CACHED_REPLACES = ("dataset", "val_dataset", "split_dataset_ratio")  # what a cached dataset stands in for
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,22 @@ def swanlab_env(recipe: Recipe, cwd: Path, run_id: str | None) -> dict[str, str]
 
 
 def train_plan(
-    recipe: Recipe, environment: Environment, cwd: Path, *, run_id: str | None = None, resume_from: Path | None = None
+    recipe: Recipe,
+    environment: Environment,
+    cwd: Path,
+    *,
+    run_id: str | None = None,
+    resume_from: Path | None = None,
+    cached: dict[str, Any] | None = None,
 ) -> Plan:
-    """The `swift sft` plan for a validated recipe, with SwanLab forced on."""
+    """The `swift sft` plan for a validated recipe, with SwanLab forced on.
+
+    `cached` (the dataset gate's `cached_dataset`/`cached_val_dataset`) replaces the recipe's datasets.
+    """
     s = recipe.swanlab
     args = dict(recipe.args["sft"])
+    if cached:
+        args = {k: v for k, v in args.items() if k not in CACHED_REPLACES} | cached
     args["report_to"] = report_to(args.get("report_to"))
     if resume_from is not None:
         args["resume_from_checkpoint"] = str(resume_from)

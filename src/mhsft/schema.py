@@ -88,6 +88,17 @@ class SwanlabSettings:
 
 
 @dataclass(frozen=True)
+class DataBudget:
+    """The [data_check] table: the largest shares (0..1) of rows the dataset gate lets go or be cut."""
+
+    max_dropped: float = 0.0
+    max_truncated: float = 1.0
+
+
+DATA_CHECK_KEYS = {"max_dropped": "dropped", "max_truncated": "truncated"}
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated recipe: swift arguments per command, SwanLab settings, launch and child environment."""
 
@@ -102,6 +113,7 @@ class Recipe:
     args: dict[str, dict[str, Any]]
     warnings: tuple[str, ...]
     resolved: dict[str, Any]
+    data_check: DataBudget = DataBudget()
 
 
 def _err(where: str, message: str) -> MhsftError:
@@ -394,6 +406,26 @@ def _env(raw: RawRecipe) -> dict[str, str]:
     return out
 
 
+def _data_check(raw: RawRecipe) -> DataBudget:
+    values: dict[str, float] = {}
+    for key, value in raw.data["data_check"].items():
+        where = raw.where("data_check", key)
+        if key not in DATA_CHECK_KEYS:
+            raise _err(
+                where,
+                f"unknown [data_check] key.{suggest(key, DATA_CHECK_KEYS)} The keys are {', '.join(DATA_CHECK_KEYS)}.",
+            )
+        check_value("float", False, (), value, where)
+        if not 0 <= value <= 1:
+            raise _err(
+                where,
+                f"the largest share of rows that may be {DATA_CHECK_KEYS[key]}, from 0 (none) to 1 (all); "
+                f"got {value}. Write 0.01 for 1 %.",
+            )
+        values[key] = float(value)
+    return DataBudget(**values)
+
+
 def validate(raw: RawRecipe) -> Recipe:
     """Check every section of a loaded recipe; raise `MhsftError` naming the file, section and key."""
     warnings: list[str] = []
@@ -414,4 +446,5 @@ def validate(raw: RawRecipe) -> Recipe:
         args=args,
         warnings=tuple(warnings),
         resolved=resolved,
+        data_check=_data_check(raw),
     )

@@ -59,6 +59,7 @@ def train(
     check: bool = True,
     timeout: float = 5.0,
     resume: bool = False,
+    data_check: bool = True,
     log: IO[str] | None = None,
 ) -> int:
     """Everything `mhsft train` does; returns the exit code. `log` takes swift's output instead of the terminal."""
@@ -84,6 +85,21 @@ def train(
             "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
             "after the model has loaded."
         )
+    extra = {}
+    if data_check:
+        from mhsft.datagate.command import gate
+        from mhsft.datagate.gate import training_args
+        from mhsft.datagate.report import summary
+
+        report = gate(recipe, environment, cwd)
+        plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from,
+                          cached=training_args(report))  # fmt: skip
+        extra = {"data_check": summary(report) | {"key": report["key"], "cache_hit": report["cache_hit"]}}
+    else:
+        ui.warn(
+            "--no-data-check: the dataset is not checked; rows ms-swift cannot encode or that exceed max_length "
+            "are dropped silently after the model has loaded."
+        )
     return execute(
         plan,
         environment,
@@ -91,4 +107,5 @@ def train(
         log=log,
         swanlab_run_id=run_id,
         resumed_from=str(resume_from) if resume_from else None,
+        extra=extra,
     )

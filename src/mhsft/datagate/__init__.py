@@ -1,0 +1,1 @@
+"""The dataset gate: find every data problem before a GPU is allocated, with ms-swift's own preprocessing."""

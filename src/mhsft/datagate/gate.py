@@ -1,0 +1,196 @@
+"""The dataset gate: line scan, ms-swift's own preprocessing into a cached dataset, report, budget.
+
+`check` returns the report (from `.mhsft/data-cache/<key>/` when the same data, tokenizer and settings were
+checked before), with the folders `swift sft --cached_dataset/--cached_val_dataset` trains from. `enforce`
+turns a report over the recipe's [data_check] budget into exit 4.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mhsft import ui
+from mhsft.datagate.report import analyse, biggest_cause, dataset_names, shares
+from mhsft.datagate.scan import OTHER_SCHEMA, FileScan, scan, scannable
+from mhsft.datagate.spec import CACHE_DIR, GateSpec, gate_spec
+from mhsft.environment import Environment
+from mhsft.errors import DATA_CHECK, USAGE, MhsftError
+from mhsft.paths import display
+from mhsft.plan import command_plan
+from mhsft.render import localize
+from mhsft.schema import Recipe
+
+LAST_DIR = Path(".mhsft") / "data-check"
+LOG_TAIL = 12
+MISREAD = "read the file as the union of both layouts and drop most rows"
+
+
+def _scan_all(entries: list[tuple[str, str]]) -> dict[str, FileScan]:
+    """Scan every local .jsonl/.json dataset; stop at the first file swift would fail on or misread."""
+    scans = {}
+    for entry, _ in entries:
+        path = entry.rsplit("#", 1)[0] if not os.path.exists(entry) else entry
+        if not scannable(path):
+            continue
+        found = scan(Path(path))
+        for cause, detail in found.fatal:
+            effect = MISREAD if cause == OTHER_SCHEMA else "fail on the whole file"
+            raise MhsftError(
+                f"dataset {display(path)}: {detail.count} row(s) with {cause}, e.g. "
+                f"{'; '.join(detail.examples[:3])}. ms-swift would {effect}. Fix or remove those lines, or split "
+                "the file by layout.",
+                DATA_CHECK,
+            )
+        scans[path] = found
+    return scans
+
+
+def _diagnose(log: Path, entries: list[tuple[str, str]], recipe: Recipe) -> MhsftError:
+    """A clear error for a failed export, from the end of swift's log."""
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    last = next((line for line in reversed(lines) if "Error" in line or "error" in line), lines[-1] if lines else "")
+    tail = "\n".join(lines[-LOG_TAIL:])
+    if "filtered dataset length: 0" in text or "'NoneType' object has no attribute" in text:
+        return MhsftError(
+            "every row of the dataset was dropped by ms-swift's preprocessing: nothing would be trained. Check "
+            "that the rows are dialogues with a user turn and an answer, and that [sft] template matches the "
+            f"data. swift said: {last}",
+            DATA_CHECK,
+        )
+    if "tokenizer" in last.lower() or ("tokenizer" in tail.lower() and "OSError" in tail):
+        return MhsftError(
+            f"the tokenizer of [sft] model {recipe.args['sft']['model']} cannot be loaded, so the data cannot be "
+            "tokenised: check that the model folder has its tokenizer files (tokenizer.json or vocab/merges, "
+            f"tokenizer_config.json) or that the hub id is right. swift said: {last}",
+            USAGE,
+        )
+    hubs = [e for e, _ in entries if not os.path.exists(e.rsplit("#", 1)[0])]
+    if hubs and any(w in text for w in ("Connection", "connect", "resolve", "offline", "not found", "NotExist")):
+        return MhsftError(
+            f"dataset {', '.join(hubs)} could not be downloaded (no network, or no such dataset on the hub). "
+            f"Check the id and your connection, or use a local file. swift said: {last}",
+            DATA_CHECK,
+        )
+    return MhsftError(f"ms-swift could not preprocess the dataset. The end of its log ({log}):\n{tail}", DATA_CHECK)
+
+
+def _export(spec: GateSpec, recipe: Recipe, environment: Environment, cwd: Path, folder: Path) -> dict[str, Any]:
+    """Run the worker (swift's export) into a fresh folder; return its rows.json."""
+    from mhsft import runner
+
+    out = folder / "export"
+    args = spec.args | {"to_cached_dataset": True, "output_dir": str(out)}
+    worker = (sys.executable, "-m", "mhsft.datagate.worker", str(folder / "spec.json"))
+    plan = command_plan("export", args, environment, cwd, recipe=recipe, summary=[], program=worker,
+                        env={"CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
+    (folder / "spec.json").write_text(json.dumps({"out": str(out), "packing": spec.packing}), encoding="utf-8")
+    ui.info("data check: " + plan.shell_line().replace(" ".join(worker), "swift export", 1).replace("\\\n  ", ""))
+    log = folder / "export.log"
+    with log.open("w", encoding="utf-8") as f:
+        outcome = runner.run(list(plan.argv), plan.child_env(environment), cwd=cwd, log=f)
+    if outcome.signal is not None:
+        raise MhsftError("data check interrupted; nothing was trained.", outcome.exit_code)
+    if outcome.exit_code != 0:
+        kept = cwd / CACHE_DIR / "last-failure.log"
+        shutil.copyfile(log, kept)
+        raise _diagnose(kept, dataset_names(recipe.args["sft"], lambda k, v: localize(k, v, cwd)), recipe)
+    return json.loads((out / "rows.json").read_text(encoding="utf-8"))
+
+
+def check(recipe: Recipe, environment: Environment, cwd: Path) -> dict[str, Any]:
+    """The gate's report for a recipe, computed or from the cache, with the cached dataset folders."""
+    started = time.monotonic()
+    sft = recipe.args["sft"]
+    entries = dataset_names(sft, lambda key, value: localize(key, value, cwd))
+    spec = gate_spec(recipe, cwd)
+    scans = _scan_all(entries)
+    key = spec.key
+    folder = cwd / CACHE_DIR / key
+    report_path = folder / "report.json"
+    hit = report_path.is_file()
+    if hit:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    else:
+        (cwd / CACHE_DIR).mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cwd / CACHE_DIR))
+        try:
+            rows = _export(spec, recipe, environment, cwd, work)
+            report = analyse(spec, entries, scans, rows, sft, recipe.launch_env)
+            (work / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+            if not folder.exists():
+                os.replace(work, folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    export = folder / "export"
+    report |= {
+        "key": key,
+        "cache_hit": hit,
+        "cache_dir": str(folder),
+        "cached_dataset": str(export / "train") if (export / "train").is_dir() else None,
+        "cached_val_dataset": str(export / "val") if (export / "val").is_dir() else None,
+        "elapsed_s": round(time.monotonic() - started, 3),
+    }
+    _remember(recipe, report, cwd)
+    return report
+
+
+def _remember(recipe: Recipe, report: dict[str, Any], cwd: Path) -> None:
+    """Keep the last result per recipe for `mhsft doctor RECIPE` (no tokenisation there)."""
+    from mhsft.datagate.report import summary
+
+    try:
+        (cwd / LAST_DIR).mkdir(parents=True, exist_ok=True)
+        record = {"recipe": str(recipe.path), "key": report["key"], "checked_at": time.time()} | summary(report)
+        (cwd / LAST_DIR / f"{recipe.name}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    except OSError as exc:
+        ui.warn(f"could not keep the data check result under {LAST_DIR} ({exc.strerror or exc}).")
+
+
+def last(recipe: Recipe, cwd: Path) -> dict[str, Any] | None:
+    """The last data check result of a recipe in this folder, if any."""
+    try:
+        return json.loads((cwd / LAST_DIR / f"{recipe.name}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def enforce(report: dict[str, Any], recipe: Recipe) -> None:
+    """Raise exit 4 when nothing is kept or more rows are dropped/truncated than [data_check] allows."""
+    dropped, truncated = shares(report)
+    budget = recipe.data_check
+    biggest = biggest_cause(report)
+    cause = f" The biggest cause: {biggest[0]} ({biggest[1]['count']} rows)" if biggest else ""
+    examples = f", e.g. {'; '.join(biggest[1]['examples'][:3])}." if biggest and biggest[1]["examples"] else "."
+    if report["train_rows"] == 0:
+        raise MhsftError(f"dataset check failed: no training row is left.{cause}{examples} Fix the data.", DATA_CHECK)
+    if dropped > budget.max_dropped:
+        raise MhsftError(
+            f"dataset check failed: {report['total']['dropped']} of {report['total']['read']} rows "
+            f"({dropped:.1%}) would be dropped, more than [data_check] max_dropped = {budget.max_dropped:g} allows."
+            f'{cause}{examples} Fix those rows, raise [sft] max_length (or set truncation_strategy = "right") '
+            "for rows that are too long, or raise max_dropped if losing them is fine.",
+            DATA_CHECK,
+        )
+    if truncated > budget.max_truncated:
+        raise MhsftError(
+            f"dataset check failed: {report['total']['truncated']} of {report['total']['kept']} kept rows "
+            f"({truncated:.1%}) would be truncated to max_length {report['max_length']}, more than [data_check] "
+            f"max_truncated = {budget.max_truncated:g} allows. Raise [sft] max_length or max_truncated.",
+            DATA_CHECK,
+        )
+
+
+def training_args(report: dict[str, Any]) -> dict[str, Any]:
+    """The [sft] values that make swift train from the gate's cache (see plan.train_plan's `cached`)."""
+    args: dict[str, Any] = {"cached_dataset": [report["cached_dataset"]]}
+    if report["cached_val_dataset"]:
+        args["cached_val_dataset"] = [report["cached_val_dataset"]]
+    return args

@@ -1,0 +1,103 @@
+"""What the dataset gate asks swift to do, and the cache key that names its result.
+
+The export gets every [sft] argument that changes how rows are read, standardised or tokenised, and nothing
+else (no output, packing, hub push or training settings). With `truncation_strategy = "delete"` (swift's
+default) it runs with a very large max_length, so every row that encodes is kept with its true token count and
+the gate itself can say which rows `max_length` would drop and how long they are; `swift sft
+--cached_dataset` drops the same rows when it loads the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mhsft import __version__
+from mhsft.render import local_paths, looks_local
+from mhsft.runs import package_version
+from mhsft.schema import Recipe
+
+CACHE_DIR = Path(".mhsft") / "data-cache"
+UNLIMITED = 100_000_000  # max_length for the export when the gate applies max_length itself
+ENCODING_KEYS = frozenset(
+    {
+        "model", "model_type", "model_revision", "model_kwargs", "rope_scaling", "max_model_len",
+        "new_special_tokens", "task_type", "num_labels", "problem_type", "use_hf", "local_repo_path",
+        "template", "template_backend", "system", "agent_template", "norm_bbox", "response_prefix",
+        "padding_side", "use_chat_template", "enable_thinking", "add_non_thinking_prefix", "preserve_thinking",
+        "disable_ignore_empty_think", "loss_scale", "is_binary_loss_scale", "truncation_strategy", "max_pixels",
+        "dataset", "val_dataset", "split_dataset_ratio", "data_seed", "dataset_shuffle", "val_dataset_shuffle",
+        "columns", "strict", "remove_unused_columns", "interleave_prob", "stopping_strategy", "download_mode",
+        "custom_dataset_info", "custom_register_path", "external_plugins", "model_name", "model_author",
+        "disable_auto_column_mapping", "decision_drop_instructions", "decision_shuffle_fields",
+        "decision_state_as_text", "decision_subsample_options",
+    }
+)  # fmt: skip
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "merges.txt", "special_tokens_map.json",
+    "added_tokens.json", "tokenizer.model", "chat_template.json", "chat_template.jinja", "config.json",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The export's arguments, the settings the report needs, and the files whose contents key the cache."""
+
+    args: dict[str, Any]
+    max_length: int | None
+    truncation: str
+    packing: dict[str, Any] | None
+    local_files: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """Everything that changes the result: arguments, file contents, tokenizer files, versions."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.args, self.packing, __version__, package_version("ms-swift")], sort_keys=True,
+                            default=str).encode())  # fmt: skip
+        for name in self.local_files:
+            h.update(name.encode() + b"\0")
+            h.update(_digest(name))
+        return h.hexdigest()[:24]
+
+
+def _digest(path: str) -> bytes:
+    """A file's content hash, streamed in 1 MiB blocks."""
+    h = hashlib.blake2b()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
+
+
+def _tokenizer_files(model: str, cwd: Path) -> list[str]:
+    folder = Path(local_paths("model", model, cwd)[0]) if looks_local(model, cwd) else None
+    if folder is None or not folder.is_dir():
+        return []
+    return [str(folder / n) for n in TOKENIZER_FILES if (folder / n).is_file()]
+
+
+def gate_spec(recipe: Recipe, cwd: Path) -> GateSpec:
+    """The export the gate runs for a validated recipe."""
+    sft = recipe.args["sft"]
+    args = {k: v for k, v in sft.items() if k in ENCODING_KEYS}
+    truncation = str(sft.get("truncation_strategy", "delete"))
+    max_length = sft.get("max_length")
+    packing = None
+    if sft.get("packing"):
+        packing = {
+            "length": sft.get("packing_length") or max_length,
+            "strategy": sft.get("packing_strategy", "binpack"),
+            "max_length": max_length,
+            "truncation": truncation,
+        }
+    if max_length is not None:
+        exact = truncation == "split" or (truncation in ("left", "right") and packing)
+        args["max_length"] = max_length if exact else UNLIMITED
+    files = [p for key in ("dataset", "val_dataset") for p in local_paths(key, sft.get(key), cwd) if os.path.isfile(p)]
+    files += _tokenizer_files(str(sft["model"]), cwd)
+    return GateSpec(args, max_length, truncation, packing, tuple(files))
