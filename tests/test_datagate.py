@@ -1,0 +1,192 @@
+"""The dataset gate without ms-swift: the line scan, the report's arithmetic, the budget, [data_check]."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mhsft.datagate.gate import enforce
+from mhsft.datagate.report import REJECTED, TOO_LONG, analyse, length_stats, steps_per_epoch
+from mhsft.datagate.scan import EMPTY_ANSWER, NO_USER, OTHER_SCHEMA, UNPARSEABLE, fingerprint, scan
+from mhsft.datagate.spec import GateSpec
+from mhsft.environment import Environment
+from mhsft.errors import MhsftError
+from mhsft.recipe import load
+from mhsft.schema import validate
+
+from conftest import local_recipe, mhsft, write
+
+
+def sharegpt(question: str, answer: str) -> str:
+    turns = [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    return json.dumps({"conversations": turns})
+
+
+def test_scan_counts_rows_and_names_each_problem_by_line(workdir: Path) -> None:
+    lines = [sharegpt(f"q{i}", f"a{i}") for i in range(5)]
+    lines += [
+        json.dumps({"conversations": [{"from": "gpt", "value": "no question"}]}),
+        sharegpt("q", " "),
+        "",
+        "[1, 2]",
+    ]
+    found = scan(write(workdir / "d.jsonl", "\n".join(lines) + "\n"))
+    assert found.rows == 8 and found.layout == "conversations"
+    assert found.causes[NO_USER].examples == ["d.jsonl:6"]
+    assert found.causes[EMPTY_ANSWER].examples == ["d.jsonl:7"]
+    assert found.fatal[0][0] == "not a JSON object" and found.fatal[0][1].examples == ["d.jsonl:9 (list)"]
+
+
+def test_scan_finds_broken_lines_and_mixed_schemas(workdir: Path) -> None:
+    good = [sharegpt(f"q{i}", f"a{i}") for i in range(50)]
+    broken = scan(write(workdir / "b.jsonl", "\n".join([*good[:3], '{"conversations": [', *good[3:]]) + "\n"))
+    assert [c for c, _ in broken.fatal] == [UNPARSEABLE]
+    assert broken.causes[UNPARSEABLE].examples[0].startswith("b.jsonl:4 (")
+    mixed = [*good, json.dumps({"messages": [{"role": "user", "content": "x"}]}), json.dumps({"text": "t"})]
+    found = scan(write(workdir / "m.jsonl", "\n".join(mixed) + "\n"))
+    assert found.causes[OTHER_SCHEMA].count == 2
+    assert found.causes[OTHER_SCHEMA].examples == [
+        "m.jsonl:51 (messages; the file is conversations)",
+        "m.jsonl:52 (text; the file is conversations)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected", "code"),
+    [
+        (None, "does not exist", 2),
+        ("", "is empty", 4),
+        (b"\x00\x01binary", "not a text file", 4),
+        ("dir", "is a folder", 2),
+    ],
+)
+def test_scan_refuses_files_it_cannot_read(workdir: Path, content, expected: str, code: int) -> None:
+    path = workdir / "data.jsonl"
+    if content == "dir":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(MhsftError, match=expected) as err:
+        scan(path)
+    assert err.value.exit_code == code
+
+
+def test_json_array_files_are_scanned_item_by_item(workdir: Path) -> None:
+    rows = [json.loads(sharegpt("q", "a")), {"conversations": [{"from": "human", "value": "q"}]}]
+    found = scan(write(workdir / "d.json", json.dumps(rows)))
+    assert found.rows == 2 and found.causes[EMPTY_ANSWER].examples == ["d.json:2"]
+
+
+def _rows(entries: list[tuple[str, int, str]]) -> dict:
+    return {
+        "train": {
+            "dataset": [d for d, _, _ in entries],
+            "lengths": [n for _, n, _ in entries],
+            "sig": [s for _, _, s in entries],
+        },
+        "val": None,
+    }
+
+
+def test_report_names_dropped_rows_by_line_and_cause(workdir: Path) -> None:
+    lines = [sharegpt(f"q{i}", f"a{i}") for i in range(4)] + [json.dumps({"conversations": []})]
+    path = write(workdir / "d.jsonl", "\n".join(lines) + "\n")
+    found = scan(path)
+    sig = [fingerprint([f"q{i}", f"a{i}"]) for i in range(4)]
+    # swift kept rows 1-4 (row 5 has no turns); row 3 is 900 tokens, over max_length 512
+    rows = _rows([(str(path), 30, sig[0]), (str(path), 31, sig[1]), (str(path), 900, sig[2]), (str(path), 40, sig[3])])
+    spec = GateSpec({}, 512, "delete", None, ())
+    report = analyse(spec, [(str(path), "train")], {str(path): found}, rows, {"per_device_train_batch_size": 2}, {})
+    part = report["datasets"][0]
+    assert (part["read"], part["kept"], part["dropped"]) == (5, 3, 2)
+    assert part["causes"][TOO_LONG]["examples"] == ["d.jsonl:3 (900 tokens)"]
+    assert part["causes"][NO_USER]["examples"] == ["d.jsonl:5"]
+    assert report["lengths"]["max"] == 40 and report["lengths"]["total_tokens"] == 101
+    assert report["train_rows"] == 3
+    right = analyse(GateSpec({}, 512, "right", None, ()), [(str(path), "train")], {str(path): found}, rows, {}, {})
+    assert right["total"]["truncated"] == 1 and right["total"]["kept"] == 4 and right["lengths"]["max"] == 512
+
+
+def test_unmatched_rows_are_counted_without_guessing_lines(workdir: Path) -> None:
+    path = write(workdir / "d.jsonl", "\n".join(sharegpt(f"q{i}", "a") for i in range(3)) + "\n")
+    rows = _rows([(str(path), 10, "not-a-known-fingerprint")])
+    report = analyse(GateSpec({}, None, "delete", None, ()), [(str(path), "train")], {str(path): scan(path)}, rows,
+                     {}, {})  # fmt: skip
+    assert report["total"]["causes"] == {REJECTED: {"count": 2, "examples": []}}
+
+
+def test_lengths_and_steps() -> None:
+    stats = length_stats([5, 1, 3, 100, 7], 120)
+    assert (stats["min"], stats["median"], stats["max"], stats["total_tokens"]) == (1, 5, 100, 116)
+    assert sum(count for _, _, count in stats["histogram"]) == 5
+    assert steps_per_epoch(64, {"per_device_train_batch_size": 2}, {})["steps_per_epoch"] == 4  # accum 8
+    multi = {"NPROC_PER_NODE": "8", "NNODES": "2"}
+    got = steps_per_epoch(10_000, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4}, multi)
+    assert got == {"processes": 16, "batch_size": 2, "gradient_accumulation_steps": 4, "steps_per_epoch": 78}
+
+
+def _recipe(workdir: Path, budget: str):
+    local_recipe(workdir, extra=budget)
+    return validate(load("r.toml", Environment(values={})))
+
+
+def test_budget(workdir: Path) -> None:
+    report = {
+        "total": {
+            "read": 100,
+            "kept": 97,
+            "dropped": 3,
+            "truncated": 0,
+            "causes": {TOO_LONG: {"count": 3, "examples": ["d.jsonl:7 (900 tokens)"]}},
+        },  # fmt: skip
+        "train_rows": 97,
+        "max_length": 512,
+    }
+    with pytest.raises(MhsftError, match=r"3 of 100 rows \(3.0%\).*max_dropped = 0 .*d.jsonl:7") as err:
+        enforce(report, _recipe(workdir, ""))
+    assert err.value.exit_code == 4
+    enforce(report, _recipe(workdir, "[data_check]\nmax_dropped = 0.05\n"))
+    with pytest.raises(MhsftError, match="no training row is left"):
+        enforce(report | {"train_rows": 0}, _recipe(workdir, "[data_check]\nmax_dropped = 1\n"))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("max_droped = 0.1", "Did you mean `max_dropped`"),
+        ("max_dropped = 5", r"from 0 \(none\) to 1 \(all\)"),
+        ('max_truncated = "1%"', "expected a number"),
+        ("max_dropped = nan", r"from 0 \(none\) to 1 \(all\)"),
+    ],
+)
+def test_data_check_section_is_validated(workdir: Path, body: str, message: str) -> None:
+    with pytest.raises(MhsftError, match=message):
+        _recipe(workdir, f"[data_check]\n{body}\n")
+
+
+def test_train_stops_before_swift_on_a_broken_line(workdir: Path, env: dict, fake_swift) -> None:
+    local_recipe(workdir)
+    write(workdir / "data" / "train.jsonl", sharegpt("q", "a") + "\n{broken\n")
+    gate_on = {k: v for k, v in env.items() if k != "MHSFT_NO_DATA_CHECK"}
+    result = mhsft("train", "r.toml", env=gate_on, cwd=workdir)
+    assert result.returncode == 4, result.stderr
+    assert "data/train.jsonl:2" in result.stderr and "unparseable JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert fake_swift.calls() == []
+    assert not (workdir / ".mhsft" / "data-cache").exists() or not any((workdir / ".mhsft" / "data-cache").iterdir())
+    skipped = mhsft("train", "r.toml", "--no-data-check", env=gate_on, cwd=workdir)
+    assert skipped.returncode == 0 and "--no-data-check: the dataset is not checked" in skipped.stderr
+
+
+def test_data_check_names_a_mixed_schema_line(workdir: Path, env: dict) -> None:
+    local_recipe(workdir)
+    rows = [sharegpt(f"q{i}", "a") for i in range(20)] + [json.dumps({"text": "t"})]
+    write(workdir / "data" / "train.jsonl", "\n".join(rows) + "\n")
+    result = mhsft("data", "check", "r.toml", env=env, cwd=workdir)
+    assert result.returncode == 4
+    assert "data/train.jsonl:21 (text; the file is conversations)" in result.stderr
+    assert "union of both layouts" in result.stderr
