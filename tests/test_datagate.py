@@ -114,8 +114,9 @@ def test_report_names_dropped_rows_by_line_and_cause(workdir: Path) -> None:
 def test_unmatched_rows_are_counted_without_guessing_lines(workdir: Path) -> None:
     path = write(workdir / "d.jsonl", "\n".join(sharegpt(f"q{i}", "a") for i in range(3)) + "\n")
     rows = _rows([(str(path), 10, "not-a-known-fingerprint")])
-    report = analyse(GateSpec({}, None, "delete", None, ()), [(str(path), "train")], {str(path): scan(path)}, rows,
-                     {}, {})  # fmt: skip
+    report = analyse(
+        GateSpec({}, None, "delete", None, ()), [(str(path), "train")], {str(path): scan(path)}, rows, {}, {}
+    )
     assert report["total"]["causes"] == {REJECTED: {"count": 2, "examples": []}}
 
 
@@ -142,7 +143,7 @@ def test_budget(workdir: Path) -> None:
             "dropped": 3,
             "truncated": 0,
             "causes": {TOO_LONG: {"count": 3, "examples": ["d.jsonl:7 (900 tokens)"]}},
-        },  # fmt: skip
+        },
         "train_rows": 97,
         "max_length": 512,
     }

@@ -88,8 +88,16 @@ def test_a_model_without_tokenizer_files_is_a_clear_error(tiny) -> None:
 
 def test_a_hub_dataset_that_cannot_be_downloaded_is_named(tiny) -> None:
     env = tiny.env | {"MODELSCOPE_DOMAIN": "127.0.0.1:9", "HF_ENDPOINT": "http://127.0.0.1:9"}
-    result = mhsft("data", "check", "tiny", "--set", "sft.dataset=['nobody/no-such-dataset']", env=env,
-                   cwd=tiny.work, timeout=TIMEOUT)  # fmt: skip
+    result = mhsft(
+        "data",
+        "check",
+        "tiny",
+        "--set",
+        "sft.dataset=['nobody/no-such-dataset']",
+        env=env,
+        cwd=tiny.work,
+        timeout=TIMEOUT,
+    )
     assert result.returncode == 4, result.stderr
     assert "nobody/no-such-dataset" in result.stderr and "Traceback" not in result.stderr
 
@@ -100,8 +108,18 @@ def losses(run_dir: Path) -> list[tuple[str, float]]:
 
 
 def test_training_from_the_cache_is_the_same_training(tiny) -> None:
-    sets = ["--set", "sft.max_steps=6", "--set", "sft.save_steps=6", "--set", "sft.logging_steps=1",
-            "--set", "sft.split_dataset_ratio=0.125", "--set", "sft.eval_steps=6"]  # fmt: skip
+    sets = [
+        "--set",
+        "sft.max_steps=6",
+        "--set",
+        "sft.save_steps=6",
+        "--set",
+        "sft.logging_steps=1",
+        "--set",
+        "sft.split_dataset_ratio=0.125",
+        "--set",
+        "sft.eval_steps=6",
+    ]
     raw = mhsft("train", "tiny", *sets, "--no-data-check", env=tiny.env, cwd=tiny.work, timeout=TIMEOUT)
     assert raw.returncode == 0, raw.stderr[-3000:]
     gated = mhsft("train", "tiny", *sets, env=tiny.env, cwd=tiny.work, timeout=TIMEOUT)

@@ -92,8 +92,9 @@ def train(
         from mhsft.datagate.report import summary
 
         report = gate(recipe, environment, cwd)
-        plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from,
-                          cached=training_args(report))  # fmt: skip
+        plan = train_plan(
+            recipe, environment, cwd, run_id=run_id, resume_from=resume_from, cached=training_args(report)
+        )
         extra = {"data_check": summary(report) | {"key": report["key"], "cache_hit": report["cache_hit"]}}
     else:
         ui.warn(

@@ -89,8 +89,9 @@ def _export(spec: GateSpec, recipe: Recipe, environment: Environment, cwd: Path,
     out = folder / "export"
     args = spec.args | {"to_cached_dataset": True, "output_dir": str(out)}
     worker = (sys.executable, "-m", "mhsft.datagate.worker", str(folder / "spec.json"))
-    plan = command_plan("export", args, environment, cwd, recipe=recipe, summary=[], program=worker,
-                        env={"CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
+    plan = command_plan(
+        "export", args, environment, cwd, recipe=recipe, summary=[], program=worker, env={"CUDA_VISIBLE_DEVICES": ""}
+    )
     (folder / "spec.json").write_text(json.dumps({"out": str(out), "packing": spec.packing}), encoding="utf-8")
     ui.info("data check: " + plan.shell_line().replace(" ".join(worker), "swift export", 1).replace("\\\n  ", ""))
     log = folder / "export.log"

@@ -222,8 +222,9 @@ def render(report: dict[str, Any], title: str) -> None:
         table.add_column(column, justify="left" if column in ("dataset", "split") else "right", overflow="fold")
     rows = [*report["datasets"], {"name": "total", "split": "", **report["total"]}]
     for part in rows:
-        table.add_row(clean(str(part["name"])), part["split"], *(str(part[k]) for k in ("read", "kept", "dropped",
-                                                                                          "truncated")))  # fmt: skip
+        table.add_row(
+            clean(str(part["name"])), part["split"], *(str(part[k]) for k in ("read", "kept", "dropped", "truncated"))
+        )
     console.print(table)
     for key, verb in (("causes", "dropped"), ("kept_with_problems", "kept, but")):
         for name, cause in report["total"][key].items():
