@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -29,6 +30,8 @@ from mhsft.schema import Recipe
 
 LAST_DIR = Path(".mhsft") / "data-check"
 LOG_TAIL = 12
+_ERROR_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception): ")
+TOKENIZER_CORE = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "qwen.tiktoken")
 MISREAD = "read the file as the union of both layouts and drop most rows"
 
 
@@ -56,13 +59,14 @@ def _diagnose(log: Path, entries: list[tuple[str, str]], recipe: Recipe) -> Mhsf
     """A clear error for a failed export, from the end of swift's log."""
     text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
     lines = [line for line in text.splitlines() if line.strip()]
-    last = next((line for line in reversed(lines) if "Error" in line or "error" in line), lines[-1] if lines else "")
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    last = errors[-1] if errors else lines[-1] if lines else ""
     tail = "\n".join(lines[-LOG_TAIL:])
-    if "filtered dataset length: 0" in text or "'NoneType' object has no attribute" in text:
+    if "train_dataset: None" in text or "filtered dataset length: 0" in text:
         return MhsftError(
             "every row of the dataset was dropped by ms-swift's preprocessing: nothing would be trained. Check "
-            "that the rows are dialogues with a user turn and an answer, and that [sft] template matches the "
-            f"data. swift said: {last}",
+            "that the rows are dialogues with a user turn and an answer, and that [sft] template matches the data "
+            f"and the tokenizer. The first error swift logged: {errors[0] if errors else last}",
             DATA_CHECK,
         )
     if "tokenizer" in last.lower() or ("tokenizer" in tail.lower() and "OSError" in tail):
@@ -80,6 +84,17 @@ def _diagnose(log: Path, entries: list[tuple[str, str]], recipe: Recipe) -> Mhsf
             DATA_CHECK,
         )
     return MhsftError(f"ms-swift could not preprocess the dataset. The end of its log ({log}):\n{tail}", DATA_CHECK)
+
+
+def _require_tokenizer(model: str, cwd: Path) -> None:
+    """A local model folder must hold a tokenizer: without one swift fails on every row, one by one."""
+    folder = Path(localize("model", model, cwd))
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_CORE):
+        raise MhsftError(
+            f"[sft] model {display(folder)} has no tokenizer files ({', '.join(TOKENIZER_CORE[:4])}, ...), so the "
+            "data cannot be tokenised. Copy the tokenizer files of the base model into that folder, or point "
+            "[sft] model at the folder that has them."
+        )
 
 
 def _export(spec: GateSpec, recipe: Recipe, environment: Environment, cwd: Path, folder: Path) -> dict[str, Any]:
@@ -112,6 +127,7 @@ def check(recipe: Recipe, environment: Environment, cwd: Path) -> dict[str, Any]
     sft = recipe.args["sft"]
     entries = dataset_names(sft, lambda key, value: localize(key, value, cwd))
     spec = gate_spec(recipe, cwd)
+    _require_tokenizer(str(sft["model"]), cwd)
     scans = _scan_all(entries)
     key = spec.key
     folder = cwd / CACHE_DIR / key

@@ -25,22 +25,71 @@ CACHE_DIR = Path(".mhsft") / "data-cache"
 UNLIMITED = 100_000_000  # max_length for the export when the gate applies max_length itself
 ENCODING_KEYS = frozenset(
     {
-        "model", "model_type", "model_revision", "model_kwargs", "rope_scaling", "max_model_len",
-        "new_special_tokens", "task_type", "num_labels", "problem_type", "use_hf", "local_repo_path",
-        "template", "template_backend", "system", "agent_template", "norm_bbox", "response_prefix",
-        "padding_side", "use_chat_template", "enable_thinking", "add_non_thinking_prefix", "preserve_thinking",
-        "disable_ignore_empty_think", "loss_scale", "is_binary_loss_scale", "truncation_strategy", "max_pixels",
-        "dataset", "val_dataset", "split_dataset_ratio", "data_seed", "dataset_shuffle", "val_dataset_shuffle",
-        "columns", "strict", "remove_unused_columns", "interleave_prob", "stopping_strategy", "download_mode",
-        "custom_dataset_info", "custom_register_path", "external_plugins", "model_name", "model_author",
-        "disable_auto_column_mapping", "decision_drop_instructions", "decision_shuffle_fields",
-        "decision_state_as_text", "decision_subsample_options",
+        "model",
+        "model_type",
+        "model_revision",
+        "model_kwargs",
+        "rope_scaling",
+        "max_model_len",
+        "new_special_tokens",
+        "task_type",
+        "num_labels",
+        "problem_type",
+        "use_hf",
+        "local_repo_path",
+        "template",
+        "template_backend",
+        "system",
+        "agent_template",
+        "norm_bbox",
+        "response_prefix",
+        "padding_side",
+        "use_chat_template",
+        "enable_thinking",
+        "add_non_thinking_prefix",
+        "preserve_thinking",
+        "disable_ignore_empty_think",
+        "loss_scale",
+        "is_binary_loss_scale",
+        "truncation_strategy",
+        "max_pixels",
+        "dataset",
+        "val_dataset",
+        "split_dataset_ratio",
+        "data_seed",
+        "dataset_shuffle",
+        "val_dataset_shuffle",
+        "columns",
+        "strict",
+        "remove_unused_columns",
+        "interleave_prob",
+        "stopping_strategy",
+        "download_mode",
+        "custom_dataset_info",
+        "custom_register_path",
+        "external_plugins",
+        "model_name",
+        "model_author",
+        "disable_auto_column_mapping",
+        "decision_drop_instructions",
+        "decision_shuffle_fields",
+        "decision_state_as_text",
+        "decision_subsample_options",
     }
-)  # fmt: skip
+)
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "merges.txt", "special_tokens_map.json",
-    "added_tokens.json", "tokenizer.model", "chat_template.json", "chat_template.jinja", "config.json",
-)  # fmt: skip
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "chat_template.json",
+    "chat_template.jinja",
+    "config.json",
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +106,11 @@ class GateSpec:
     def key(self) -> str:
         """Everything that changes the result: arguments, file contents, tokenizer files, versions."""
         h = hashlib.sha256()
-        h.update(json.dumps([self.args, self.packing, __version__, package_version("ms-swift")], sort_keys=True,
-                            default=str).encode())  # fmt: skip
+        h.update(
+            json.dumps(
+                [self.args, self.packing, __version__, package_version("ms-swift")], sort_keys=True, default=str
+            ).encode()
+        )
         for name in self.local_files:
             h.update(name.encode() + b"\0")
             h.update(_digest(name))
