@@ -191,3 +191,30 @@ def test_data_check_names_a_mixed_schema_line(workdir: Path, env: dict) -> None:
     assert result.returncode == 4
     assert "data/train.jsonl:21 (text; the file is conversations)" in result.stderr
     assert "union of both layouts" in result.stderr
+
+
+def test_doctor_reports_the_last_data_check_without_tokenising(workdir: Path) -> None:
+    from mhsft.datagate.spec import gate_spec
+    from mhsft.doctor import last_data_check
+
+    recipe = _recipe(workdir, "")
+    assert last_data_check(recipe, workdir).status == "warn"  # never checked here
+    result = {
+        "recipe": str(recipe.path),
+        "key": gate_spec(recipe, workdir).key,
+        "checked_at": 0,
+        "rows_read": 10,
+        "rows_kept": 10,
+        "rows_dropped": 0,
+        "rows_truncated": 0,
+        "tokens": {"min": 3, "median": 5, "p95": 9, "max": 9, "total_tokens": 50},
+        "steps_per_epoch": 1,
+    }
+    write(workdir / ".mhsft" / "data-check" / "unit.json", json.dumps(result))
+    found = last_data_check(recipe, workdir)
+    assert found.status == "ok" and "10 rows read, 10 kept, 0 dropped" in found.detail
+    write(workdir / ".mhsft" / "data-check" / "unit.json", json.dumps(result | {"rows_kept": 9, "rows_dropped": 1}))
+    assert last_data_check(recipe, workdir).status == "fail"
+    write(workdir / "data" / "train.jsonl", sharegpt("changed", "data") + "\n")
+    changed = last_data_check(recipe, workdir)
+    assert changed.status == "warn" and "changed since" in changed.detail

@@ -257,6 +257,34 @@ def recipe_needs(recipe: Recipe, found: list[Check]) -> list[Check]:
     return checks
 
 
+def last_data_check(recipe: Recipe, cwd: Path) -> Check:
+    """The dataset gate's last result for this recipe here, and whether the data changed since (no tokenising)."""
+    from mhsft.datagate.gate import last
+    from mhsft.datagate.spec import gate_spec
+
+    found = last(recipe, cwd)
+    rerun = f"mhsft data check {recipe.path}"
+    if found is None:
+        return Check("recipe data", WARN, "not checked yet in this folder", rerun)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(found["checked_at"]))
+    tokens = found["tokens"]
+    detail = (
+        f"checked {when}: {found['rows_read']} rows read, {found['rows_kept']} kept, {found['rows_dropped']} dropped, "
+        f"{found['rows_truncated']} truncated; tokens median {tokens['median']}, max {tokens['max']}; "
+        f"{found['steps_per_epoch']} steps per epoch"
+    )
+    try:
+        changed = gate_spec(recipe, cwd).key != found["key"]
+    except OSError:
+        changed = True
+    if changed:
+        return Check("recipe data", WARN, f"{detail}; the data or its settings changed since", rerun)
+    share = found["rows_dropped"] / found["rows_read"] if found["rows_read"] else 0.0
+    if found["rows_kept"] == 0 or share > recipe.data_check.max_dropped:
+        return Check("recipe data", FAIL, f"{detail}; over the [data_check] budget", f"{rerun} shows the causes")
+    return Check("recipe data", OK, detail)
+
+
 def run(
     recipe: Recipe | None, recipe_error: MhsftError | None, environment: Environment, timeout: float
 ) -> tuple[list[Check], float]:
@@ -277,7 +305,7 @@ def run(
     if recipe_error is not None:
         checks.append(Check("recipe", FAIL, recipe_error.message, "fix the recipe (see `mhsft validate`)"))
     elif recipe is not None:
-        checks += recipe_needs(recipe, checks)
+        checks += [*recipe_needs(recipe, checks), last_data_check(recipe, cwd)]
     return checks, time.monotonic() - started
 
 

@@ -91,9 +91,9 @@ def _require_tokenizer(model: str, cwd: Path) -> None:
     folder = Path(localize("model", model, cwd))
     if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_CORE):
         raise MhsftError(
-            f"[sft] model {display(folder)} has no tokenizer files ({', '.join(TOKENIZER_CORE[:4])}, ...), so the "
-            "data cannot be tokenised. Copy the tokenizer files of the base model into that folder, or point "
-            "[sft] model at the folder that has them."
+            f"the model folder {display(folder)} ([sft] model) has no tokenizer files "
+            f"({', '.join(TOKENIZER_CORE[:4])}, ...), so the data cannot be tokenised. Copy the tokenizer files of "
+            "the base model into that folder, or point [sft] model at the folder that has them."
         )
 
 
@@ -127,8 +127,8 @@ def check(recipe: Recipe, environment: Environment, cwd: Path) -> dict[str, Any]
     sft = recipe.args["sft"]
     entries = dataset_names(sft, lambda key, value: localize(key, value, cwd))
     spec = gate_spec(recipe, cwd)
-    _require_tokenizer(str(sft["model"]), cwd)
     scans = _scan_all(entries)
+    _require_tokenizer(str(sft["model"]), cwd)
     key = spec.key
     folder = cwd / CACHE_DIR / key
     report_path = folder / "report.json"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,15 @@ from typing import Any
 from mhsft.errors import DATA_CHECK, MhsftError
 from mhsft.paths import display
 
+try:  # orjson parses JSON lines about 4x faster; the standard json module gives the same answers
+    from orjson import loads
+except ImportError:  # pragma: no cover
+    from json import loads
+
 SCANNED_SUFFIXES = (".jsonl", ".json")
 EXAMPLES = 5
 USER_ROLES = ("user", "human")
+NOT_ANSWERS = (*USER_ROLES, "system")  # a dialogue that ends on one of these has no answer to learn
 QUERY_KEYS = ("query", "prompt", "input", "instruction", "question", "problem")
 RESPONSE_KEYS = ("response", "answer", "output", "targets", "target", "completion")
 # causes: a short key -> what it means to a user
@@ -84,13 +89,21 @@ def layout(row: dict[str, Any]) -> str:
 
 
 def _turn_problem(turns: Any) -> str | None:
-    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+    if not isinstance(turns, list) or not turns:
         return NO_USER
-    roles = [t.get("role", t.get("from")) for t in turns]
-    if not any(r in USER_ROLES for r in roles):
+    user = False
+    for turn in turns:
+        if not isinstance(turn, dict):
+            return NO_USER
+        if turn.get("role", turn.get("from")) in USER_ROLES:
+            user = True
+    if not user:
         return NO_USER
-    last = turns[-1].get("content", turns[-1].get("value"))
-    if roles[-1] in USER_ROLES or roles[-1] == "system" or not (isinstance(last, str) and last.strip()):
+    last = turns[-1]
+    answer = last.get("content", last.get("value"))
+    if last.get("role", last.get("from")) in (*USER_ROLES, "system") or not (
+        isinstance(answer, str) and answer.strip()
+    ):
         return EMPTY_ANSWER
     return None
 
@@ -153,18 +166,15 @@ def scan(path: Path) -> FileScan:
     """Scan one local dataset file (streamed): rows, layout, and problems by cause with examples."""
     kind = _kind(path)
     result = FileScan(path)
-    kinds: Counter[str] = Counter()
+    kinds: dict[str, int] = {}
     firsts: dict[str, list[int]] = {}  # the first lines of each layout, to name the odd ones
     for number, raw in _rows(path, kind):
         result.rows += 1
         if kind == "lines":
             try:
-                row = json.loads(raw)
-            except UnicodeDecodeError:
-                result.add(UNPARSEABLE, number, "not UTF-8 text")
-                continue
-            except ValueError as exc:
-                result.add(UNPARSEABLE, number, str(exc))
+                row = loads(raw)
+            except ValueError as exc:  # also not UTF-8 (orjson and json both raise a ValueError subclass)
+                result.add(UNPARSEABLE, number, str(exc).split("\n")[0])
                 continue
         else:
             row = raw
@@ -172,10 +182,10 @@ def scan(path: Path) -> FileScan:
             result.add(NOT_OBJECT, number, type(row).__name__)
             continue
         name = layout(row)
-        kinds[name] += 1
-        lines = firsts.setdefault(name, [])
-        if len(lines) < EXAMPLES:
-            lines.append(number)
+        seen = kinds.get(name, 0)
+        kinds[name] = seen + 1
+        if seen < EXAMPLES:
+            firsts.setdefault(name, []).append(number)
         problem = _row_problem(row, name)
         if problem:
             result.add(problem, number)
@@ -186,7 +196,7 @@ def scan(path: Path) -> FileScan:
             DATA_CHECK,
         )
     if kinds:
-        result.layout = kinds.most_common(1)[0][0]
+        result.layout = max(kinds, key=kinds.__getitem__)
         for name, count in kinds.items():
             if name != result.layout:
                 cause = result.causes.setdefault(OTHER_SCHEMA, Cause())
@@ -230,7 +240,7 @@ def signatures(path: Path) -> Iterator[tuple[int, str | None]]:
     kind = _kind(path)
     for number, raw in _rows(path, kind):
         try:
-            row = json.loads(raw) if kind == "lines" else raw
+            row = loads(raw) if kind == "lines" else raw
         except ValueError:
             row = None
         yield number, signature(row)
