@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -72,6 +73,9 @@ def train(
         resume_from, run_id = resume_point(output_dir, cwd)  # type: ignore[arg-type]
     run_id = run_id or new_swanlab_run_id()
     plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from)
+    if data_check:
+        gate_line = ("data check", "first (mhsft data check); swift then trains from its --cached_dataset")
+        plan = replace(plan, summary=[*plan.summary, gate_line])
     if show(plan, dry_run):
         return 0
     from mhsft.launch import execute
@@ -91,7 +95,7 @@ def train(
         from mhsft.datagate.gate import training_args
         from mhsft.datagate.report import summary
 
-        report = gate(recipe, environment, cwd)
+        report = gate(recipe, environment, cwd, out=log)
         plan = train_plan(
             recipe, environment, cwd, run_id=run_id, resume_from=resume_from, cached=training_args(report)
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mhsft import ui
 from mhsft.datagate.gate import check, enforce
@@ -15,14 +15,16 @@ from mhsft.plan import train_plan
 from mhsft.schema import Recipe
 
 
-def gate(recipe: Recipe, environment: Environment, cwd: Path, *, as_json: bool = False) -> dict[str, Any]:
-    """Run the gate, show its report (table or JSON), and stop with exit 4 when it is over budget."""
+def gate(
+    recipe: Recipe, environment: Environment, cwd: Path, *, as_json: bool = False, out: IO[str] | None = None
+) -> dict[str, Any]:
+    """Run the gate, show its report (table or JSON; the table to `out` if given), stop with exit 4 over budget."""
     report = check(recipe, environment, cwd)
     if as_json:
         ui.echo(json.dumps(report, indent=2))
     else:
         source = "cached result" if report["cache_hit"] else "ms-swift's preprocessing"
-        render(report, f"data check of {recipe.name} ({source}, {report['elapsed_s']:.1f} s)")
+        render(report, f"data check of {recipe.name} ({source}, {report['elapsed_s']:.1f} s)", out)
     enforce(report, recipe)
     return report
 

@@ -12,7 +12,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 from mhsft.datagate.scan import EXAMPLES, Cause, FileScan, signatures
 from mhsft.datagate.spec import GateSpec
@@ -209,14 +209,14 @@ def shares(report: dict[str, Any]) -> tuple[float, float]:
     return dropped, truncated
 
 
-def render(report: dict[str, Any], title: str) -> None:
-    """The report in the terminal: a table per dataset, the causes with examples, lengths and a histogram."""
+def render(report: dict[str, Any], title: str, out: IO[str] | None = None) -> None:
+    """The report in the terminal (or `out`): a table per dataset, the causes, lengths and a histogram."""
     from rich.console import Console
     from rich.table import Table
 
     from mhsft.ui import clean
 
-    console = Console(highlight=False, stderr=False)
+    console = Console(highlight=False, file=out)
     table = Table(title=title, title_justify="left")
     for column in ("dataset", "split", "read", "kept", "dropped", "truncated"):
         table.add_column(column, justify="left" if column in ("dataset", "split") else "right", overflow="fold")
