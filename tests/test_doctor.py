@@ -96,7 +96,8 @@ def test_recipe_specific_needs(workdir, env, recipe, finding) -> None:
         assert names[finding]["status"] == "fail" and "flash-attn is not installed" in names[finding]["detail"]
         assert names["swanlab key"]["status"] == "fail"  # a cloud recipe with no key
     else:
-        assert not any(n.startswith("recipe ") for n in names)
+        assert not any(n.startswith("recipe ") for n in names if n != "recipe data")
+    assert names["recipe data"]["status"] == "warn" and "not checked yet" in names["recipe data"]["detail"]
 
 
 def test_an_invalid_recipe_is_a_failed_check(workdir, env) -> None:
