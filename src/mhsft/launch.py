@@ -30,17 +30,23 @@ def load_recipe(ref: str, overrides: list[str], environment: Environment) -> Rec
     return recipe
 
 
-def show(plan: Plan, dry_run: bool) -> bool:
-    """Print the plan; on a dry run also the command, and return True (nothing more to do)."""
+def ensure_inputs(plan: Plan) -> None:
+    """Refuse to start when a local input (model folder, dataset file, adapters) does not exist."""
     missing = plan.missing_inputs()
-    if missing and not dry_run:
+    if missing:
         raise MhsftError(
             f"local input {missing[0]} does not exist. Fix the path in the recipe (relative paths are taken from "
             "the current directory) or create the file before starting."
         )
+
+
+def show(plan: Plan, dry_run: bool) -> bool:
+    """Print the plan; on a dry run also the command, and return True (nothing more to do)."""
+    if not dry_run:
+        ensure_inputs(plan)
     ui.pairs(plan.summary)
     if dry_run:
-        for path in missing:
+        for path in plan.missing_inputs():
             ui.warn(f"{path} does not exist; swift would fail on it.")
         ui.echo(plan.shell_line())
     return dry_run

@@ -9,8 +9,8 @@ from typing import IO
 from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.launch import environment_for, load_recipe, show
-from mhsft.plan import train_plan
+from mhsft.launch import ensure_inputs, environment_for, load_recipe, show
+from mhsft.plan import Plan, train_plan
 from mhsft.schema import Recipe
 
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -50,6 +50,24 @@ def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> N
     ui.info(preflight(recipe, environment, timeout))
 
 
+def checks_before_start(
+    plan: Plan, recipe: Recipe, environment: Environment, *, check: bool = True, timeout: float = 5.0
+) -> None:
+    """Everything that must pass before swift starts, here (`mhsft train`) or on a cluster (`mhsft submit`).
+
+    Local inputs exist, then the SwanLab preflight (unless `check` is off); a failure raises, so nothing
+    starts and nothing is queued.
+    """
+    ensure_inputs(plan)
+    if check:
+        run_preflight(recipe, environment, timeout)
+    else:
+        ui.warn(
+            "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
+            "after the model has loaded."
+        )
+
+
 def train(
     ref: str,
     overrides: list[str],
@@ -77,13 +95,7 @@ def train(
     from mhsft.runner import executable
 
     executable(plan.argv[0])
-    if check:
-        run_preflight(recipe, environment, timeout)
-    else:
-        ui.warn(
-            "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
-            "after the model has loaded."
-        )
+    checks_before_start(plan, recipe, environment, check=check, timeout=timeout)
     return execute(
         plan,
         environment,
