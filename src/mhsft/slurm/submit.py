@@ -99,8 +99,8 @@ def submit(
         ui.echo(f"sbatch --parsable {shlex.quote(str(batch.relative_to(cwd)))}  # secret variables removed")
         return 0
     client.tool("sbatch")
-    checks_before_start(plan, recipe, environment, check=check, timeout=timeout)
     _secrets_reach_the_job(plan, recipe, environment)
+    checks_before_start(plan, recipe, environment, check=check, timeout=timeout)
     frozen = batch.with_suffix(".toml")
     record.extra["slurm"] = {
         "job_id": None,
