@@ -54,7 +54,7 @@ def submitted_run(stderr: str) -> tuple[str, str]:
     return line.split()[1].rstrip(":"), line.split()[-3]
 
 
-def wait_for(condition, timeout: float, what: str, poll: float = 0.5):  # noqa: ANN001
+def wait_for(condition, timeout: float, what: str, poll: float = 0.5):
     """Poll `condition()` until it returns something truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
