@@ -8,6 +8,7 @@ outcome itself; while a record says queued/running, every read asks squeue (`ref
 from __future__ import annotations
 
 import getpass
+import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,9 @@ def refresh(records: list[RunRecord]) -> list[RunRecord]:
         status = job.status if job else "unknown"
         state = job.state if job else "not known to Slurm any more"
         nodes = (job.nodes if job and job.nodes and job.nodes != "(null)" else None) or slurm.get("nodes")
-        if (status, state, nodes) == (record.status, slurm.get("state"), slurm.get("nodes")):
+        if (status, nodes) == (record.status, slurm.get("nodes")):
+            continue
+        if _written_outcome(record.path):  # the job wrote its outcome since we read the record: it wins
             continue
         record.status = status
         slurm |= {"state": state, "nodes": nodes}
@@ -51,6 +54,14 @@ def refresh(records: list[RunRecord]) -> list[RunRecord]:
         except MhsftError as exc:  # reading must not fail because the folder is read-only
             ui.warn(exc.message)
     return records
+
+
+def _written_outcome(path: Path) -> bool:
+    """Whether the record file on disk already holds a final status."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status") not in client.ACTIVE
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def slurm_run(cwd: Path, run_id: str, what: str) -> tuple[RunRecord, dict[str, Any]]:
