@@ -191,3 +191,18 @@ def test_sbatch_refusing_the_job_shows_its_message_and_records_nothing(workdir, 
     assert "sbatch refused the job" in result.stderr and "invalid partition" in result.stderr.lower()
     assert list((workdir / ".mhsft" / "runs").glob("*.json")) == []
     assert list((workdir / ".mhsft" / "slurm").glob("*.sbatch")) == []
+
+
+def test_the_frozen_recipe_loads_back_to_the_same_values(workdir) -> None:
+    from mhsft.environment import Environment
+    from mhsft.recipe import load
+    from mhsft.schema import validate
+    from mhsft.slurm.submit import frozen_recipe
+
+    local_recipe(workdir, 'system = "costs $$5 ${WHO:-you}"\n[slurm]\nnodes = 2\nsbatch_args = ["--exclusive"]')
+    environment = Environment(values={})
+    recipe = validate(load("r.toml", environment))
+    assert recipe.args["sft"]["system"] == "costs $5 you"
+    write(workdir / "frozen.toml", frozen_recipe(recipe))
+    again = validate(load("frozen.toml", environment))
+    assert again.resolved == recipe.resolved and again.slurm == recipe.slurm

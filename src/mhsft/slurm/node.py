@@ -20,7 +20,7 @@ from mhsft import checkpoints, runner, ui
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe
 from mhsft.plan import train_plan
-from mhsft.runs import RunRecord, find, now, version_dirs
+from mhsft.runs import RUNS_DIR, RunRecord, find, now, version_dirs
 from mhsft.slurm import client, jobs
 
 PORT_BASE, PORT_SPAN = 15000, 30000
@@ -70,6 +70,12 @@ def _update(cwd: Path, run_id: str, status: str | None, **fields: object) -> Non
 
 def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
     """Train this node's share of run `run_id`; returns swift's exit code."""
+    if not (cwd / RUNS_DIR / f"{run_id}.json").is_file():
+        raise MhsftError(
+            f"run record {RUNS_DIR / f'{run_id}.json'} is not in this node's working directory {cwd}. The "
+            "directory you submit from must be on a filesystem every node shares (as home or project folders are "
+            "on Slurm clusters)."
+        )
     record = find(cwd, run_id)
     spec = jobs.info(record) or {}
     env_file = spec.get("env_file")

@@ -38,7 +38,7 @@ def _settings(recipe: Recipe) -> SlurmSettings:
     return settings
 
 
-def _frozen(recipe: Recipe) -> str:
+def frozen_recipe(recipe: Recipe) -> str:
     """The resolved recipe as TOML, with `$` written `$$` so that loading it again changes nothing."""
 
     def escape(value: Any) -> Any:
@@ -116,7 +116,7 @@ def submit(
         "state": "SUBMITTING",
     }
     batch.parent.mkdir(parents=True, exist_ok=True)
-    frozen.write_text(_frozen(recipe), encoding="utf-8")
+    frozen.write_text(frozen_recipe(recipe), encoding="utf-8")
     batch.write_text(text, encoding="utf-8")
     if "%" not in str(Path(settings.output).parent):
         (cwd / Path(settings.output).parent).mkdir(parents=True, exist_ok=True)  # Slurm does not create it
