@@ -206,3 +206,17 @@ def test_the_frozen_recipe_loads_back_to_the_same_values(workdir) -> None:
     write(workdir / "frozen.toml", frozen_recipe(recipe))
     again = validate(load("frozen.toml", environment))
     assert again.resolved == recipe.resolved and again.slurm == recipe.slurm
+
+
+def test_the_readme_worked_example_renders_as_shown(workdir, env) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme[readme.index("Worked example: the built-in 32B recipe") :]
+    recipe = example.split("```toml\n")[1].split("```")[0]
+    shown = example.split("```sh\n")[1].split("```")[0].replace("/home/alice/mh-sft", str(workdir))
+    write(workdir / "qwen32b-2x8.toml", recipe)
+    result = mhsft("submit", "qwen32b-2x8.toml", "--dry-run", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    for prefix in ("#SBATCH", "#     --"):  # the directives and swift's flags (the run id and python path differ)
+        assert [ln for ln in shown.splitlines() if ln.startswith(prefix)] == [
+            ln for ln in result.stdout.splitlines() if ln.startswith(prefix)
+        ]
