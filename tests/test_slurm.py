@@ -3,6 +3,7 @@ submission before anything is queued (those on the real Slurm skip where no Slur
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -220,3 +221,31 @@ def test_the_readme_worked_example_renders_as_shown(workdir, env) -> None:
         assert [ln for ln in shown.splitlines() if ln.startswith(prefix)] == [
             ln for ln in result.stdout.splitlines() if ln.startswith(prefix)
         ]
+
+
+def test_refresh_takes_live_states_from_squeue_and_never_overwrites_the_jobs_own_outcome(tmp_path, monkeypatch) -> None:
+    from mhsft.runs import RunRecord, load_all
+
+    answer = "11|PENDING||BeginTime\n13|CANCELLED|n[1-2]|None\n14|COMPLETING|n1|None\n"
+    write(tmp_path / "bin" / "squeue", f"#!/bin/sh\nprintf '{answer}'\n").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    loaded = []
+    for job, status in (("11", "running"), ("12", "running"), ("13", "queued"), ("14", "running")):
+        slurm = {"job_id": job, "job_name": "t", "output": "%j.out", "nodes": "n[1-2]"}
+        record = RunRecord(f"r{job}", "sft", None, None, None, [], {}, [], str(tmp_path), {}, f"2026-01-{job}")
+        record.status, record.extra = status, {"slurm": slurm}
+        record.save()
+        loaded.append(record)
+    # job 14 writes its outcome after the reader loaded its record: the reader's squeue answer must not undo it
+    record.path.write_text(json.dumps(json.loads(record.path.read_text()) | {"status": "completed"}))
+    refreshed = {r.id: r for r in jobs.refresh(loaded)}
+    assert refreshed["r11"].status == "queued"  # requeued, waiting again
+    assert refreshed["r12"].status == "unknown"  # Slurm forgot it, and it never wrote an outcome
+    assert refreshed["r13"].status == "cancelled" and refreshed["r13"].ended_at
+    assert refreshed["r11"].extra["slurm"]["state"] == "PENDING"
+    assert {r.id: r.status for r in load_all(tmp_path)} == {
+        "r11": "queued",
+        "r12": "unknown",
+        "r13": "cancelled",
+        "r14": "completed",
+    }
