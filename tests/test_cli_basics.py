@@ -14,7 +14,20 @@ from mhsft import __version__, builtin
 from conftest import mhsft
 
 HEAVY = {"torch", "swift", "swanlab", "modelscope", "transformers"}
-COMMANDS = ["train", "validate", "preflight", "doctor", "recipes", "infer", "deploy", "export", "runs"]
+COMMANDS = [
+    "train",
+    "validate",
+    "preflight",
+    "doctor",
+    "recipes",
+    "infer",
+    "deploy",
+    "export",
+    "runs",
+    "submit",
+    "logs",
+    "cancel",
+]
 
 
 def test_version(workdir, env) -> None:
@@ -43,6 +56,7 @@ def test_top_level_help_lists_commands_and_completion(workdir, env) -> None:
         ["--help"],
         ["train", "--help"],
         ["train", "qwen7b", "--dry-run"],
+        ["submit", "qwen32b", "--nodes", "2", "--dry-run"],
         ["validate", "qwen32b"],
         ["recipes", "show", "local-file"],
         ["train", "nope.toml"],

@@ -74,9 +74,9 @@ def run_dir_of(record: RunRecord) -> Path | None:
 
 
 def last_training(cwd: Path, output_dir: Path | None = None) -> RunRecord | None:
-    """The newest successful `mhsft train` record in `cwd` (for `output_dir`, when given)."""
+    """The newest successful `mhsft train` or `mhsft submit` record in `cwd` (for `output_dir`, when given)."""
     for record in reversed(load_all(cwd)):
-        ok = record.command == "sft" and record.status == "succeeded"
+        ok = record.command == "sft" and record.status in ("succeeded", "completed")  # completed: a Slurm run
         if ok and (output_dir is None or record.output_dir == str(output_dir)):
             return record
     return None

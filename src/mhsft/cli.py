@@ -58,6 +58,12 @@ EnvFileOpt = Annotated[
         show_default=False,
     ),
 ]
+NoDataCheckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-data-check", envvar="MHSFT_NO_DATA_CHECK", help="Skip the dataset gate (`mhsft data check`; not advised)."
+    ),
+]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the exact command and exit; start nothing.")]
 TimeoutOpt = Annotated[
     float,
@@ -93,14 +99,7 @@ def train(
     env_file: EnvFileOpt = None,
     dry_run: DryRunOpt = False,
     no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
-    no_data_check: Annotated[
-        bool,
-        typer.Option(
-            "--no-data-check",
-            envvar="MHSFT_NO_DATA_CHECK",
-            help="Skip the dataset gate (`mhsft data check`; not advised).",
-        ),
-    ] = False,
+    no_data_check: NoDataCheckOpt = False,
     preflight_timeout: TimeoutOpt = 5.0,
     resume: Annotated[
         bool,
@@ -125,6 +124,64 @@ def train(
             data_check=not no_data_check,
         )
     )
+
+
+@app.command(
+    epilog="Examples:\n\n  mhsft submit recipes/qwen32b-2x8.toml --dry-run\n\n  mhsft submit my.toml --nodes 4\n\n"
+    "  mhsft submit my.toml --set slurm.partition=a100 --set slurm.time=12:00:00"
+)
+def submit(
+    recipe: RecipeArg,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", "-N", min=1, help="Number of nodes ([slurm] nodes).", show_default=False)
+    ] = None,
+    set_: SetOpt = [],  # noqa: B006
+    env_file: EnvFileOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the batch script and the sbatch command; queue nothing.")
+    ] = False,
+    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
+    no_data_check: NoDataCheckOpt = False,
+    preflight_timeout: TimeoutOpt = 5.0,
+) -> None:
+    """Train on a Slurm cluster: check here, then queue one node runner per node (`sbatch`) and record the run.
+
+    Each node reads .env from the (shared) working directory itself: no secret passes through Slurm."""
+    from mhsft.slurm.submit import submit as run_submit
+
+    raise typer.Exit(
+        run_submit(
+            recipe,
+            set_,
+            env_file,
+            nodes=nodes,
+            dry_run=dry_run,
+            check=not no_preflight,
+            timeout=preflight_timeout,
+            data_check=not no_data_check,
+        )
+    )
+
+
+@app.command(epilog="Examples:\n\n  mhsft logs 20261129-113000-sft-ab12\n\n  mhsft logs 20261129-113000 -f")
+def logs(
+    run: Annotated[str, typer.Argument(help="A Slurm run's id (or a unique prefix; see `mhsft runs`).")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+) -> None:
+    """Print the output of a Slurm run (`mhsft submit`); with -f follow it until the job ends."""
+    from mhsft.slurm.jobs import logs as show_logs
+
+    raise typer.Exit(show_logs(Path.cwd(), run, follow))
+
+
+@app.command(epilog="Examples:\n\n  mhsft cancel 20261129-113000-sft-ab12")
+def cancel(
+    run: Annotated[str, typer.Argument(help="A queued or running Slurm run's id (or a unique prefix).")],
+) -> None:
+    """Cancel a Slurm run (`scancel`); its record says cancelled."""
+    from mhsft.slurm.jobs import cancel as cancel_run
+
+    cancel_run(Path.cwd(), run)
 
 
 @app.command(
@@ -361,8 +418,9 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show t
     if not found:
         ui.info("no runs recorded in .mhsft/runs/ yet (mhsft train RECIPE records one).")
         return
-    columns = ["id", "command", "recipe", "status", "started", "duration", "output", "checkpoint"]
-    ui.table(None, columns, found, {"succeeded": "green", "failed": "bold red", "interrupted": "yellow"})
+    columns = ["id", "command", "recipe", "status", "slurm", "started", "duration", "output", "checkpoint"]
+    styles = {"succeeded": "green", "completed": "green", "failed": "bold red", "interrupted": "yellow"}
+    ui.table(None, columns, found, styles | {"cancelled": "yellow", "queued": "cyan", "running": "cyan"})
 
 
 @app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")

@@ -30,8 +30,8 @@ def load_recipe(ref: str, overrides: list[str], environment: Environment) -> Rec
     return recipe
 
 
-def require_inputs(plan: Plan) -> None:
-    """Refuse a plan whose local inputs (model folder, dataset files, adapters) are missing."""
+def ensure_inputs(plan: Plan) -> None:
+    """Refuse to start when a local input (model folder, dataset file, adapters) does not exist."""
     missing = plan.missing_inputs()
     if missing:
         raise MhsftError(
@@ -43,7 +43,7 @@ def require_inputs(plan: Plan) -> None:
 def show(plan: Plan, dry_run: bool) -> bool:
     """Print the plan; on a dry run also the command, and return True (nothing more to do)."""
     if not dry_run:
-        require_inputs(plan)
+        ensure_inputs(plan)
     ui.pairs(plan.summary)
     if dry_run:
         for path in plan.missing_inputs():

@@ -137,7 +137,12 @@ def load_all(cwd: Path) -> list[RunRecord]:
             records.append(RunRecord(**json.loads(p.read_text(encoding="utf-8"))))
         except (OSError, ValueError, TypeError):
             continue
-    return sorted(records, key=lambda r: r.started_at)
+    records.sort(key=lambda r: r.started_at)
+    if any(r.status in ("queued", "running") and "slurm" in r.extra for r in records):
+        from mhsft.slurm.jobs import refresh  # a Slurm run's state is refreshed whenever it is read
+
+        refresh(records)
+    return records
 
 
 def find(cwd: Path, run_id: str) -> RunRecord:

@@ -5,11 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from mhsft import checkpoints
-from mhsft.runs import load_all
+from mhsft.runs import RunRecord, load_all
+
+
+def slurm_cell(record: RunRecord) -> str:
+    """`job 12 on n[1-2]` for a Slurm run, `-` for a local one."""
+    slurm = record.extra.get("slurm")
+    if not isinstance(slurm, dict) or not slurm.get("job_id"):
+        return "-"
+    nodes = slurm.get("nodes")
+    return f"job {slurm['job_id']}" + (f" on {nodes}" if nodes else f" ({slurm.get('nodes_requested')} nodes)")
 
 
 def rows(cwd: Path, limit: int) -> list[list[str]]:
-    """id, command, recipe, status, start, duration, output folder, checkpoint (newest first)."""
+    """id, command, recipe, status, Slurm job, start, duration, output folder, checkpoint (newest first)."""
     out = []
     for record in reversed(load_all(cwd)[-limit:]):
         run_dir = checkpoints.run_dir_of(record) if record.command == "sft" else None
@@ -23,6 +32,7 @@ def rows(cwd: Path, limit: int) -> list[list[str]]:
                 record.command,
                 record.recipe_name or "-",
                 record.status,
+                slurm_cell(record),
                 started,
                 duration,
                 output,

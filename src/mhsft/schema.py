@@ -56,6 +56,24 @@ LAUNCH_KEYS = {
     "master_addr": ("str", "MASTER_ADDR"),
     "master_port": ("int", "MASTER_PORT"),
 }
+# [slurm] keys (`mhsft submit`): name -> kind; "int" ones must be >= 1, "text" ones are strings or integers
+SLURM_KEYS = {
+    "partition": "str",
+    "nodes": "int",
+    "gpus_per_node": "int",
+    "cpus_per_task": "int",
+    "mem": "text",
+    "time": "text",
+    "account": "str",
+    "qos": "str",
+    "constraint": "str",
+    "job_name": "str",
+    "output": "str",
+    "requeue": "bool",
+    "sbatch_args": "list",
+}
+SLURM_OUTPUT_DEFAULT = ".mhsft/slurm/%x-%j.out"
+SLURM_PATTERNS = re.compile(r"%(?![jxuA%])")  # Slurm filename patterns mhsft cannot resolve to find the log
 RESERVED_ENV = {var: f"[launch] {key}" for key, (_, var) in LAUNCH_KEYS.items()} | {
     "SWANLAB_API_HOST": "[swanlab] api_host",
     "SWANLAB_WEB_HOST": "[swanlab] web_host",
@@ -99,6 +117,25 @@ DATA_CHECK_KEYS = {"max_dropped": "dropped", "max_truncated": "truncated"}
 
 
 @dataclass(frozen=True)
+class SlurmSettings:
+    """The [slurm] table after validation (see `mhsft submit`)."""
+
+    job_name: str
+    nodes: int = 1
+    gpus_per_node: int | None = None
+    cpus_per_task: int | None = None
+    partition: str | None = None
+    mem: str | None = None
+    time: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    output: str = SLURM_OUTPUT_DEFAULT
+    requeue: bool = False
+    sbatch_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated recipe: swift arguments per command, SwanLab settings, launch and child environment."""
 
@@ -114,6 +151,7 @@ class Recipe:
     warnings: tuple[str, ...]
     resolved: dict[str, Any]
     data_check: DataBudget = DataBudget()
+    slurm: SlurmSettings | None = None
 
 
 def _err(where: str, message: str) -> MhsftError:
@@ -380,6 +418,57 @@ def _launch(raw: RawRecipe) -> dict[str, str]:
     return env
 
 
+def _slurm_value(kind: str, value: Any, where: str) -> Any:
+    if kind == "list":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith("-") for v in value):
+            raise _err(where, 'expected an array of sbatch options, e.g. ["--exclusive", "--gres=gpu:8"].')
+        items = value
+    elif kind == "text":
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise _err(where, f'expected a string such as "64G" or "24:00:00", got {type_name(value)}.')
+        return str(value).strip() or None
+    else:
+        items = [check_value(kind, False, (), value, where)]
+        if kind == "int" and value < 1:
+            raise _err(where, f"must be >= 1, got {value}.")
+    if any(isinstance(v, str) and ("\n" in v or "\r" in v or not plain(v)) for v in items):
+        raise _err(where, "a line break or NUL character would break the batch script; write one line.")
+    return tuple(items) if kind == "list" else items[0]
+
+
+def _slurm(raw: RawRecipe, launch_env: dict[str, str]) -> SlurmSettings | None:
+    if not raw.data["slurm"]:
+        return None
+    values: dict[str, Any] = {}
+    for key, value in raw.data["slurm"].items():
+        where = raw.where("slurm", key)
+        if key not in SLURM_KEYS:
+            raise _err(where, f"unknown [slurm] key.{suggest(key, SLURM_KEYS)} The keys are {', '.join(SLURM_KEYS)}.")
+        values[key] = _slurm_value(SLURM_KEYS[key], value, where)
+        if SLURM_KEYS[key] == "str":
+            values[key] = str(values[key]).strip() or None
+    if values.get("output") and SLURM_PATTERNS.search(values["output"]):
+        raise _err(
+            raw.where("slurm", "output"),
+            f"{values['output']!r}: mhsft finds the log with %j (job id), %x (job name), %u (user), %A "
+            "and %%; other Slurm patterns would hide it from `mhsft logs`.",
+        )
+    gpus = values.get("gpus_per_node")
+    nproc = launch_env.get("NPROC_PER_NODE")
+    visible = [g for g in launch_env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    wrong_nproc = nproc is not None and int(nproc) != gpus
+    if gpus is not None and (wrong_nproc or (visible and len(visible) != gpus)):
+        said = f"nproc_per_node = {nproc}" if wrong_nproc else f"gpus lists {len(visible)}"
+        raise _err(
+            raw.where("slurm", "gpus_per_node"),
+            f"{gpus} GPUs per node, but [launch] {said}. On Slurm one process runs per GPU: remove them from "
+            "[launch] (gpus_per_node sets NPROC_PER_NODE) or make them agree.",
+        )
+    values["job_name"] = values.get("job_name") or str(raw.data["name"])
+    values = {k: v for k, v in values.items() if v is not None}
+    return SlurmSettings(**values)
+
+
 def _env(raw: RawRecipe) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in raw.data["env"].items():
@@ -434,6 +523,7 @@ def validate(raw: RawRecipe) -> Recipe:
     resolved = {k: raw.data[k] for k in ("name", "description") if k in raw.data}
     resolved |= {s: raw.data[s] for s in SECTIONS if raw.data[s]}
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+    launch_env = _launch(raw)
     return Recipe(
         name=str(raw.data["name"]),
         description=str(raw.data.get("description", "")),
@@ -441,10 +531,11 @@ def validate(raw: RawRecipe) -> Recipe:
         chain=tuple(raw.chain),
         sha256=digest,
         swanlab=_swanlab(raw),
-        launch_env=_launch(raw),
+        launch_env=launch_env,
         env=_env(raw),
         args=args,
         warnings=tuple(warnings),
         resolved=resolved,
         data_check=_data_check(raw),
+        slurm=_slurm(raw, launch_env),
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.launch import environment_for, load_recipe, show
-from mhsft.plan import train_plan
+from mhsft.launch import ensure_inputs, environment_for, load_recipe, show
+from mhsft.plan import Plan, train_plan
 from mhsft.schema import Recipe
 
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -51,6 +51,41 @@ def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> N
     ui.info(preflight(recipe, environment, timeout))
 
 
+def checks_before_start(
+    plan: Plan,
+    recipe: Recipe,
+    environment: Environment,
+    *,
+    check: bool = True,
+    timeout: float = 5.0,
+    data_check: bool = True,
+    log: IO[str] | None = None,
+) -> dict[str, Any] | None:
+    """Everything that must pass before swift starts, here (`mhsft train`) or on a cluster (`mhsft submit`).
+
+    Local inputs exist, then the SwanLab preflight (unless `check` is off), then the dataset gate (unless
+    `data_check` is off; its report is returned, and shown in `log` when given); a failure raises, so nothing
+    starts and nothing is queued.
+    """
+    ensure_inputs(plan)
+    if check:
+        run_preflight(recipe, environment, timeout)
+    else:
+        ui.warn(
+            "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
+            "after the model has loaded."
+        )
+    if not data_check:
+        ui.warn(
+            "--no-data-check: the dataset is not checked; rows ms-swift cannot encode or that exceed max_length "
+            "are dropped silently after the model has loaded."
+        )
+        return None
+    from mhsft.datagate.command import gate
+
+    return gate(recipe, environment, Path.cwd(), out=log)
+
+
 def train(
     ref: str,
     overrides: list[str],
@@ -82,29 +117,18 @@ def train(
     from mhsft.runner import executable
 
     executable(plan.argv[0])
-    if check:
-        run_preflight(recipe, environment, timeout)
-    else:
-        ui.warn(
-            "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
-            "after the model has loaded."
-        )
+    report = checks_before_start(
+        plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, log=log
+    )
     extra = {}
-    if data_check:
-        from mhsft.datagate.command import gate
+    if report is not None:
         from mhsft.datagate.gate import training_args
         from mhsft.datagate.report import summary
 
-        report = gate(recipe, environment, cwd, out=log)
         plan = train_plan(
             recipe, environment, cwd, run_id=run_id, resume_from=resume_from, cached=training_args(report)
         )
-        extra = {"data_check": summary(report) | {"key": report["key"], "cache_hit": report["cache_hit"]}}
-    else:
-        ui.warn(
-            "--no-data-check: the dataset is not checked; rows ms-swift cannot encode or that exceed max_length "
-            "are dropped silently after the model has loaded."
-        )
+        extra = {"data_check": summary(report)}
     return execute(
         plan,
         environment,

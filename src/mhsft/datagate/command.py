@@ -10,7 +10,7 @@ from mhsft import ui
 from mhsft.datagate.gate import check, enforce
 from mhsft.datagate.report import render
 from mhsft.environment import Environment
-from mhsft.launch import environment_for, load_recipe, require_inputs
+from mhsft.launch import ensure_inputs, environment_for, load_recipe
 from mhsft.plan import train_plan
 from mhsft.schema import Recipe
 
@@ -34,6 +34,6 @@ def data_check(ref: str, overrides: list[str], env_file: Path | None, as_json: b
     cwd = Path.cwd()
     environment = environment_for(env_file)
     recipe = load_recipe(ref, overrides, environment)
-    require_inputs(train_plan(recipe, environment, cwd))
+    ensure_inputs(train_plan(recipe, environment, cwd))
     gate(recipe, environment, cwd, as_json=as_json)
     return 0

@@ -290,4 +290,6 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "rows_truncated": report["total"]["truncated"],
         "tokens": {k: stats.get(k) for k in ("min", "median", "p95", "max", "total_tokens")},
         "steps_per_epoch": report["steps"]["steps_per_epoch"],
+        "key": report.get("key"),
+        "cache_hit": report.get("cache_hit"),
     }

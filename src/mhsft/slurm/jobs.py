@@ -1,0 +1,159 @@
+"""Slurm runs as records: their live state from Slurm, their log, and cancelling them.
+
+A Slurm run's record holds `extra["slurm"]`: the job id, the log path pattern, the node list, Slurm's own state
+word, and what the node runner needs (the frozen recipe, the .env file). The job writes `running` and its
+outcome itself; while a record says queued/running, every read asks squeue (`refresh`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from mhsft import ui
+from mhsft.errors import MhsftError
+from mhsft.runs import RunRecord, find, now
+from mhsft.slurm import client
+
+FOLLOW_POLL_S = 0.5
+STATE_POLL_S = 3.0
+
+
+def info(record: RunRecord) -> dict[str, Any] | None:
+    """The Slurm part of a record, or None for a local run."""
+    found = record.extra.get("slurm")
+    return found if isinstance(found, dict) else None
+
+
+def refresh(records: list[RunRecord]) -> list[RunRecord]:
+    """Update queued/running Slurm records from squeue (one call for all), saving those that changed."""
+    live = [r for r in records if r.status in client.ACTIVE and (info(r) or {}).get("job_id")]
+    known = client.jobs(str(info(r)["job_id"]) for r in live) if live else None  # type: ignore[index]
+    if known is None:  # nothing to ask, or Slurm cannot be asked: keep what the records say
+        return records
+    for record in live:
+        slurm = info(record)
+        job = known.get(str(slurm["job_id"]))  # type: ignore[index]
+        status = job.status if job else "unknown"
+        state = job.state if job else "not known to Slurm any more"
+        nodes = (job.nodes if job and job.nodes and job.nodes != "(null)" else None) or slurm.get("nodes")
+        if (status, nodes) == (record.status, slurm.get("nodes")):
+            continue
+        if _written_outcome(record.path):  # the job wrote its outcome since we read the record: it wins
+            continue
+        record.status = status
+        slurm |= {"state": state, "nodes": nodes}
+        if status not in client.ACTIVE and not record.ended_at:
+            record.ended_at = now()
+        try:
+            record.save()
+        except MhsftError as exc:  # reading must not fail because the folder is read-only
+            ui.warn(exc.message)
+    return records
+
+
+def _written_outcome(path: Path) -> bool:
+    """Whether the record file on disk already holds a final status."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status") not in client.ACTIVE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def slurm_run(cwd: Path, run_id: str, what: str) -> tuple[RunRecord, dict[str, Any]]:
+    """The record of Slurm run `run_id`, or an error saying it is not one."""
+    record = find(cwd, run_id)
+    slurm = info(record)
+    if slurm is None or not slurm.get("job_id"):
+        raise MhsftError(
+            f"run {record.id} is not a Slurm run (it was started here with `mhsft {record.command}`), so it has "
+            f"no Slurm job to {what}. `mhsft runs` lists the runs; Slurm runs come from `mhsft submit`."
+        )
+    return record, slurm
+
+
+def log_path(record: RunRecord, slurm: dict[str, Any]) -> Path:
+    """The job's output file: the [slurm] output pattern with %j, %A, %x, %u and %% filled in."""
+    values = {"j": str(slurm["job_id"]), "A": str(slurm["job_id"]), "x": slurm["job_name"], "u": getpass.getuser()}
+    parts = slurm["output"].split("%%")
+    for key, value in values.items():
+        parts = [p.replace(f"%{key}", value) for p in parts]
+    return Path(record.cwd) / "%".join(parts)
+
+
+def _copy(stream: IO[bytes], out: IO[str]) -> bool:
+    """Copy what is new in `stream` to `out`, redacted, whole lines only; True when something was copied."""
+    data = stream.read()
+    if not data:
+        return False
+    cut = data.rfind(b"\n") + 1
+    if 0 < cut < len(data):
+        stream.seek(cut - len(data), 1)
+        data = data[:cut]
+    out.write(ui.clean(data.decode("utf-8", errors="replace")))
+    out.flush()
+    return True
+
+
+def logs(cwd: Path, run_id: str, follow: bool) -> int:
+    """Print (or, with `follow`, keep printing until the job ends) a Slurm run's output."""
+    record, slurm = slurm_run(cwd, run_id, "show the log of")
+    path = log_path(record, slurm)
+    if not follow:
+        if not path.is_file():
+            return _no_log(record, path)
+        sys.stdout.write(ui.clean(path.read_bytes().decode("utf-8", errors="replace")))
+        return 0
+    ui.info(f"following {path} (job {slurm['job_id']}, {record.status}); Ctrl-C stops following, not the job")
+    stream, checked = None, 0.0
+    try:
+        while True:
+            if stream is None and path.is_file():
+                stream = path.open("rb")
+            copied = stream is not None and _copy(stream, sys.stdout)
+            if not copied and time.monotonic() - checked > STATE_POLL_S:
+                checked = time.monotonic()
+                record = refresh([find(cwd, record.id)])[0]
+                if record.status not in client.ACTIVE:
+                    if stream is not None:
+                        _copy(stream, sys.stdout)
+                    ui.info(f"run {record.id}: {record.status} (job {slurm['job_id']})")
+                    return 0
+            if not copied:
+                time.sleep(FOLLOW_POLL_S)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def _no_log(record: RunRecord, path: Path) -> int:
+    if record.status == "queued":
+        ui.info(f"run {record.id} is still queued: no output yet ({path} appears when the job starts).")
+        return 0
+    raise MhsftError(f"the log of run {record.id} ({path}) does not exist (status {record.status}).", exit_code=1)
+
+
+def cancel(cwd: Path, run_id: str) -> None:
+    """`scancel` a queued or running Slurm run and record it as cancelled."""
+    record, slurm = slurm_run(cwd, run_id, "cancel")
+    record = refresh([record])[0]
+    if record.status not in client.ACTIVE:
+        raise MhsftError(
+            f"run {record.id} (job {slurm['job_id']}) is already {record.status}: there is nothing to cancel."
+        )
+    previous = (record.status, record.ended_at, slurm.get("state"))
+    record.status, record.ended_at, slurm["state"] = "cancelled", now(), "CANCELLED"
+    record.save()  # before scancel, so the job's own last write cannot overwrite it with `running`
+    try:
+        client.cancel(str(slurm["job_id"]))
+    except MhsftError:
+        record.status, record.ended_at, slurm["state"] = previous
+        record.save()
+        raise
+    ui.info(f"run {record.id}: cancelled (scancel {slurm['job_id']})")

@@ -1,0 +1,143 @@
+"""`mhsft submit`: check everything on the submitting machine, then queue the run with `sbatch --parsable`.
+
+The recipe is frozen (fully resolved) next to the batch script under `.mhsft/slurm/`, so the job runs what
+was checked even if the recipe file changes while it waits in the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from mhsft import tomlout, ui
+from mhsft.datagate.gate import training_args
+from mhsft.datagate.report import summary
+from mhsft.environment import Environment, is_secret_name
+from mhsft.errors import MhsftError
+from mhsft.launch import environment_for, load_recipe
+from mhsft.plan import Plan, train_plan
+from mhsft.runs import find, new_record, version_dirs
+from mhsft.schema import Recipe, SlurmSettings
+from mhsft.slurm import client, script
+from mhsft.train import checks_before_start, new_swanlab_run_id
+
+SLURM_DIR = Path(".mhsft") / "slurm"
+NODE_SET = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")  # the node runner sets these from Slurm's
+
+
+def _settings(recipe: Recipe) -> SlurmSettings:
+    settings = recipe.slurm or SlurmSettings(job_name=recipe.name)
+    fixed = [var for var in NODE_SET if var in recipe.launch_env]
+    if fixed:
+        raise MhsftError(
+            f"{recipe.path}, [launch]: {', '.join(fixed)} are set, but on Slurm each node's runner sets them from "
+            "the job (SLURM_NNODES, SLURM_NODEID, the first host of the node list, the job id). Remove nnodes, "
+            "node_rank, master_addr and master_port from [launch]; use [slurm] nodes."
+        )
+    return settings
+
+
+def frozen_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as TOML, with `$` written `$$` so that loading it again changes nothing."""
+
+    def escape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: escape(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [escape(v) for v in value]
+        return value.replace("$", "$$") if isinstance(value, str) else value
+
+    return f"# {recipe.path} as `mhsft submit` resolved it\n" + tomlout.dumps(escape(recipe.resolved))
+
+
+def _secrets_reach_the_job(plan: Plan, recipe: Recipe, environment: Environment) -> None:
+    """The job reads secrets from .env only: one that is only in this shell's environment will be missing."""
+    shell_only = [n for n in plan.secrets if environment.source(n) == "environment"]
+    if "SWANLAB_API_KEY" in shell_only and recipe.swanlab.mode == "cloud":
+        raise MhsftError(
+            "SWANLAB_API_KEY is set in your shell, not in .env. mhsft never passes secrets through Slurm (it "
+            "stores a job's environment), so the job's nodes read them from .env in the working directory: put "
+            "SWANLAB_API_KEY=... in .env (chmod 600) or pass --env-file PATH, then submit again."
+        )
+    for name in shell_only:
+        ui.warn(f"{name} is set in your shell, not in .env: the job will not have it (nodes read .env only).")
+
+
+def sbatch_env() -> dict[str, str]:
+    """sbatch's environment (the job inherits it): this one without any secret-named variable."""
+    return {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+
+
+def submit(
+    ref: str,
+    overrides: list[str],
+    env_file: Path | None,
+    *,
+    nodes: int | None = None,
+    dry_run: bool = False,
+    check: bool = True,
+    timeout: float = 5.0,
+    data_check: bool = True,
+) -> int:
+    """Everything `mhsft submit` does; returns the exit code."""
+    cwd = Path.cwd()
+    environment = environment_for(env_file)
+    recipe = load_recipe(ref, [*overrides, *([f"slurm.nodes={nodes}"] if nodes else [])], environment)
+    settings = _settings(recipe)
+    run_id = new_swanlab_run_id()
+    plan = train_plan(recipe, environment, cwd, run_id=run_id)
+    record = new_record(plan, environment, cwd, recipe, swanlab_run_id=run_id)
+    record.status = "queued"
+    batch = cwd / SLURM_DIR / f"{record.id}.sbatch"
+    text = script.batch_script(settings, record.id, sys.executable, cwd, ref, plan.shell_line())
+    processes = settings.gpus_per_node or int(recipe.launch_env.get("NPROC_PER_NODE", "1"))
+    ui.pairs([*plan.summary, ("Slurm", f"{settings.nodes} node(s) x {processes} process(es), job {settings.job_name}")])
+    if dry_run:
+        for path in plan.missing_inputs():
+            ui.warn(f"{path} does not exist; the job would fail on it.")
+        ui.echo(text)
+        ui.echo(f"sbatch --parsable {shlex.quote(str(batch.relative_to(cwd)))}  # secret variables removed")
+        return 0
+    client.tool("sbatch")
+    _secrets_reach_the_job(plan, recipe, environment)
+    report = checks_before_start(plan, recipe, environment, check=check, timeout=timeout, data_check=data_check)
+    frozen = batch.with_suffix(".toml")
+    record.extra["slurm"] = {
+        "job_id": None,
+        "job_name": settings.job_name,
+        "output": settings.output,
+        "nodes_requested": settings.nodes,
+        "gpus_per_node": settings.gpus_per_node,
+        "requeue": settings.requeue,
+        "script": str(batch),
+        "recipe": str(frozen),
+        "env_file": str(Path(env_file).absolute()) if env_file else None,
+        "preexisting": [p.name for p in version_dirs(plan.output_dir)],  # type: ignore[arg-type]
+        "state": "SUBMITTING",
+        "cached": training_args(report) if report else None,  # the nodes train from the gate's cached dataset
+    }
+    if report:
+        record.extra["data_check"] = summary(report)
+    batch.parent.mkdir(parents=True, exist_ok=True)
+    frozen.write_text(frozen_recipe(recipe), encoding="utf-8")
+    batch.write_text(text, encoding="utf-8")
+    if "%" not in str(Path(settings.output).parent):
+        (cwd / Path(settings.output).parent).mkdir(parents=True, exist_ok=True)  # Slurm does not create it
+    record.save()  # before sbatch: a job that starts at once finds its record
+    try:
+        job_id = client.submit(batch, sbatch_env(), cwd)
+    except MhsftError:
+        for path in (record.path, batch, frozen):
+            path.unlink(missing_ok=True)
+        raise
+    record = find(cwd, record.id)  # the job may have started (and written) already
+    if record.extra["slurm"]["state"] == "SUBMITTING":
+        record.extra["slurm"]["state"] = "PENDING"
+    record.extra["slurm"]["job_id"] = job_id
+    record.save()
+    ui.info(f"run {record.id}: queued as Slurm job {job_id} (record: {record.path.relative_to(cwd)})")
+    ui.info(f"follow it with `mhsft logs {record.id} -f`; stop it with `mhsft cancel {record.id}`")
+    return 0
