@@ -345,7 +345,9 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show t
         ui.info("no runs recorded in .mhsft/runs/ yet (mhsft train RECIPE records one).")
         return
     columns = ["id", "command", "recipe", "status", "started", "duration", "output", "checkpoint"]
-    ui.table(None, columns, found, {"succeeded": "green", "failed": "bold red", "interrupted": "yellow"})
+    ui.table(
+        None, columns, found, {"succeeded": "green", "failed": "bold red", "interrupted": "yellow", "abandoned": "red"}
+    )
 
 
 @app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")

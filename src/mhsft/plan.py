@@ -96,11 +96,20 @@ def swanlab_env(recipe: Recipe, cwd: Path, run_id: str | None) -> dict[str, str]
 
 
 def train_plan(
-    recipe: Recipe, environment: Environment, cwd: Path, *, run_id: str | None = None, resume_from: Path | None = None
+    recipe: Recipe,
+    environment: Environment,
+    cwd: Path,
+    *,
+    run_id: str | None = None,
+    resume_from: Path | None = None,
+    run_dir: Path | None = None,
 ) -> Plan:
-    """The `swift sft` plan for a validated recipe, with SwanLab forced on."""
+    """The `swift sft` plan for a validated recipe, with SwanLab forced on; `run_dir` fixes swift's vN folder."""
     s = recipe.swanlab
     args = dict(recipe.args["sft"])
+    output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
+    if run_dir is not None:
+        args |= {"output_dir": str(run_dir), "add_version": False}
     args["report_to"] = report_to(args.get("report_to"))
     if resume_from is not None:
         args["resume_from_checkpoint"] = str(resume_from)
@@ -114,7 +123,6 @@ def train_plan(
     }
     args |= {k: v for k, v in tracking.items() if v is not None}
     argv = ["swift", "sft", *argv_for("sft", args, cwd)]
-    output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
     env = {**recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
     ensure_no_secret_on_argv(argv, env, environment)
     data_key = "dataset" if args.get("dataset") else "cached_dataset"
@@ -123,7 +131,7 @@ def train_plan(
         ("recipe", f"{recipe.name} ({recipe.path})"),
         ("model", localize("model", str(args["model"]), cwd)),
         (data_key.replace("_", " "), ", ".join(localize(data_key, str(d), cwd) for d in dataset)),
-        ("output dir", str(output_dir)),
+        ("output dir", str(run_dir or output_dir)),
         (
             "GPUs",
             recipe.launch_env.get("CUDA_VISIBLE_DEVICES", "all visible")

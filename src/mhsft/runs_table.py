@@ -22,7 +22,7 @@ def rows(cwd: Path, limit: int) -> list[list[str]]:
                 record.id,
                 record.command,
                 record.recipe_name or "-",
-                record.status,
+                record.shown_status,
                 started,
                 duration,
                 output,

@@ -43,6 +43,16 @@ def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
     return checkpoints.latest(run_dir), owner.swanlab_run_id if owner else None  # type: ignore[return-value]
 
 
+def owns_its_folder(recipe: Recipe, child_env: dict[str, str]) -> bool:
+    """Whether mhsft picks swift's vN folder itself (so overlapping runs never share one).
+
+    Not when the recipe turns versioning off, nor for a multi-node launch, where every node must use the folder
+    swift's rank 0 picks and broadcasts.
+    """
+    nodes = child_env.get("NNODES", "1").strip()
+    return recipe.args["sft"].get("add_version", True) is not False and not (nodes.isdigit() and int(nodes) > 1)
+
+
 def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> None:
     """The SwanLab checks that must pass before swift starts (exit 3 otherwise)."""
     from mhsft.swanlab_check import preflight
@@ -75,6 +85,7 @@ def train(
         return 0
     from mhsft.launch import execute
     from mhsft.runner import executable
+    from mhsft.runs import reserve_version_dir
 
     executable(plan.argv[0])
     if check:
@@ -84,6 +95,10 @@ def train(
             "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
             "after the model has loaded."
         )
+    run_dir = None
+    if owns_its_folder(recipe, plan.child_env(environment)):
+        run_dir = reserve_version_dir(plan.output_dir)  # type: ignore[arg-type]
+        plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from, run_dir=run_dir)
     return execute(
         plan,
         environment,
@@ -91,4 +106,5 @@ def train(
         log=log,
         swanlab_run_id=run_id,
         resumed_from=str(resume_from) if resume_from else None,
+        run_dir=str(run_dir) if run_dir else None,
     )
