@@ -75,9 +75,10 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def _watchdog() -> subprocess.Popen[bytes]:
-    """Start `mhsft.watchdog` in its own session, listening on a pipe only this process holds."""
+    """Start `mhsft/watchdog.py` (standard library only, run isolated) in its own session, listening on a pipe
+    only this process holds."""
     return subprocess.Popen(
-        [sys.executable, "-m", "mhsft.watchdog", str(KILL_AFTER_S)],
+        [sys.executable, "-I", str(Path(__file__).with_name("watchdog.py")), str(KILL_AFTER_S)],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

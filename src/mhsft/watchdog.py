@@ -1,4 +1,4 @@
-"""`python -m mhsft.watchdog`: ends swift's process group when the mhsft process supervising it dies.
+"""`python -I watchdog.py GRACE_S`: ends swift's process group when the mhsft process supervising it dies.
 
 mhsft starts this before swift, in a session of its own, and holds the write end of its stdin: it writes
 swift's process group id once swift has started, and `done` once swift has ended. If the pipe closes without
