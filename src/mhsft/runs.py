@@ -270,9 +270,7 @@ def read_record(path: Path) -> RunRecord:
         raise ValueError(f"field {missing[0]} is missing")
     for name in known.keys() & data.keys():
         if not _conforms(data[name], hints[name]):
-            raise ValueError(
-                f"field {name} is a {_type_name(data[name])}, expected {hints[name]}".replace("NoneType", "null")
-            )
+            raise ValueError(f"field {name}: expected {known[name].type}, got {_type_name(data[name])}")
     if data["id"] != path.stem:
         raise ValueError(f"its id {data['id'][:80]!r} is not its file name")
     unknown = {k: v for k, v in data.items() if k not in known}
