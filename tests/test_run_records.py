@@ -71,17 +71,17 @@ def test_overlapping_trainings_each_record_the_folder_their_own_swift_wrote(work
     local_recipe(workdir)
     overlapping = env | {"FAKE_SWIFT_MODE": "train", "FAKE_SWIFT_HOLD": "2"}
     procs = []
-    for _ in range(4):  # 0.3 s apart, each swift still running when the next starts
+    for delay in (0, 0, 0, 0.5, 1, 1):  # a burst, then runs started while the others' swift still runs
+        time.sleep(delay)
         procs.append(subprocess.Popen(TRAIN, cwd=workdir, env=overlapping, stderr=subprocess.PIPE, text=True))
-        time.sleep(0.3)
     for proc in procs:
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
     recs = records(workdir)
-    assert len(recs) == 4 and len({r["run_dir"] for r in recs}) == 4
+    assert len(recs) == 6 and len({r["run_dir"] for r in recs}) == 6
     for rec in recs:  # the folder each record names is the one its own swift process wrote into
         owner = json.loads((Path(rec["run_dir"]) / "owner.json").read_text())
         assert owner["pid"] == rec["pid"]
-    assert sorted(Path(r["run_dir"]).name.split("-")[0] for r in recs) == ["v0", "v1", "v2", "v3"]
+    assert sorted(int(Path(r["run_dir"]).name.split("-")[0][1:]) for r in recs) == list(range(6))
     for rec in recs:  # and --run ID acts on that run's own checkpoint
         dry = mhsft("infer", "--run", rec["id"], "--dry-run", env=env, cwd=workdir)
         assert f"--adapters {rec['run_dir']}/checkpoint-20" in dry.stdout, dry.stderr
@@ -109,6 +109,21 @@ def test_reserved_folders_are_numbered_after_any_vN_name_as_swift_does(tmp_path:
 def limit_file_size(pid: int, size: int) -> None:
     """From now on, process `pid` cannot write a file past `size` bytes (EFBIG), as on a full disk."""
     resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+
+
+def test_a_first_record_that_cannot_be_written_starts_nothing_and_leaves_no_temp_file(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    full = subprocess.run(
+        TRAIN,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.RLIM_INFINITY)),
+    )
+    assert full.returncode == 2 and full.stderr.splitlines()[-1].startswith("error: cannot write the run record")
+    assert "Traceback" not in full.stderr and fake_swift.calls() == [] and temp_files(workdir) == []
 
 
 def test_a_final_record_that_cannot_be_written_keeps_swifts_exit_code(workdir, env, fake_swift) -> None:
