@@ -260,6 +260,9 @@ def test_a_hostile_record_is_reported_once_and_never_replaced_by_an_older_run(
     assert "does not fall back to an older one" in fallback.stderr and fallback.stderr.count(str(bad)) == 2
     by_id = mhsft("infer", "--run", newer_id, "--dry-run", env=env, cwd=workdir)
     assert by_id.returncode == 2 and f"its record {bad} cannot be read" in by_id.stderr
+    resume = mhsft("train", "r.toml", "--resume", "--dry-run", env=env, cwd=workdir)  # finds its run's SwanLab id
+    assert resume.returncode == 0 and resume.stderr.count(str(bad)) == 1 and "Traceback" not in resume.stderr
+    assert trained_once["swanlab_run_id"] in resume.stdout
 
 
 def test_special_files_and_odd_paths_in_records_do_not_hang_or_crash(workdir, env, fake_swift, trained_once) -> None:
