@@ -97,6 +97,17 @@ def test_a_multi_node_launch_leaves_the_folder_to_swift_and_records_it(workdir, 
     assert json.loads((Path(rec["run_dir"]) / "owner.json").read_text())["pid"] == call["pid"]
 
 
+def test_with_add_version_false_the_run_folder_is_output_dir_itself(workdir, env, fake_swift) -> None:
+    local_recipe(workdir, extra="add_version = false")
+    assert mhsft("train", "r.toml", env=env, cwd=workdir).returncode == 0
+    (call,) = fake_swift.calls()
+    assert call["argv"][call["argv"].index("--output_dir") + 1] == str(workdir / "out")
+    (rec,) = records(workdir)
+    assert rec["run_dir"] == str(workdir / "out") and list((workdir / "out").glob("v*")) == []
+    dry = mhsft("infer", "--dry-run", env=env, cwd=workdir)
+    assert f"--adapters {workdir / 'out' / 'checkpoint-20'}" in dry.stdout, dry.stderr
+
+
 def test_reserved_folders_are_numbered_after_any_vN_name_as_swift_does(tmp_path: Path) -> None:
     (tmp_path / "v4-anything").mkdir()
     first, second = runs.reserve_version_dir(tmp_path), runs.reserve_version_dir(tmp_path)

@@ -43,14 +43,10 @@ def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
     return checkpoints.latest(run_dir), owner.swanlab_run_id if owner else None  # type: ignore[return-value]
 
 
-def owns_its_folder(recipe: Recipe, child_env: dict[str, str]) -> bool:
-    """Whether mhsft picks swift's vN folder itself (so overlapping runs never share one).
-
-    Not when the recipe turns versioning off, nor for a multi-node launch, where every node must use the folder
-    swift's rank 0 picks and broadcasts.
-    """
+def multi_node(child_env: dict[str, str]) -> bool:
+    """A multi-node launch (NNODES > 1): every node must use the vN folder swift's rank 0 picks and broadcasts."""
     nodes = child_env.get("NNODES", "1").strip()
-    return recipe.args["sft"].get("add_version", True) is not False and not (nodes.isdigit() and int(nodes) > 1)
+    return nodes.isdigit() and int(nodes) > 1
 
 
 def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> None:
@@ -95,8 +91,10 @@ def train(
             "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
             "after the model has loaded."
         )
-    run_dir = None
-    if owns_its_folder(recipe, plan.child_env(environment)):
+    run_dir = None  # multi-node: the record names the folder swift created (see runs.finish)
+    if recipe.args["sft"].get("add_version") is False:
+        run_dir = plan.output_dir  # swift writes into output_dir itself
+    elif not multi_node(plan.child_env(environment)):  # mhsft picks the vN folder: overlapping runs never share one
         run_dir = reserve_version_dir(plan.output_dir)  # type: ignore[arg-type]
         plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from, run_dir=run_dir)
     return execute(
