@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +110,16 @@ output_dir = "out"
 {extra}
 """,
     )
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether process `pid` ends within `timeout` s (a zombie not yet reaped by init counts as ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False

@@ -2,14 +2,18 @@
 
 Each call appends {argv, env, pid, pgid} to $FAKE_SWIFT_LOG (a jsonl file). $FAKE_SWIFT_MODE picks what it does:
   exit:N    exit with code N (default exit:0)
+  wait:N    write $FAKE_SWIFT_LOG.started, then exit N once $FAKE_SWIFT_LOG.go exists
   sleep     write $FAKE_SWIFT_LOG.started, spawn a grandchild `sleep`, then wait for a signal; on SIGINT or
             SIGTERM write the signal name to $FAKE_SWIFT_LOG.signal and exit 128+signum
   train     lay out swift 4.6's output tree under --output_dir (v0-..., checkpoint-N, last-checkpoint, logging.jsonl)
+For sft, the run folder is --output_dir itself with `--add_version false`, else the next vN-<now> folder as 4.6
+names it; it gets owner.json ({pid}). $FAKE_SWIFT_HOLD seconds of sleep after the layout make runs overlap.
   serve     a tiny OpenAI-like server on --port (GET /v1/models, /health), like `swift deploy`
 """
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,9 +28,13 @@ def option(argv, name, default=None):
 def lay_out_training(argv):
     out = Path(option(argv, "--output_dir", "output"))
     out.mkdir(parents=True, exist_ok=True)
-    n = len([p for p in out.glob("v*-*") if p.is_dir()])
-    run = out / f"v{n}-20260101-00000{n}"
-    run.mkdir()
+    if option(argv, "--add_version", "true") == "false":
+        run = out
+    else:  # swift 4.6's add_version_to_work_dir: 1 + the highest N of any name starting with vN
+        n = 1 + max([int(m.group(1)) for p in out.iterdir() if (m := re.match(r"v(\d+)", p.name))], default=-1)
+        run = out / f"v{n}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run.mkdir(exist_ok=True)
+    (run / "owner.json").write_text(json.dumps({"pid": os.getpid()}))
     steps = [int(s) for s in os.environ.get("FAKE_SWIFT_STEPS", "10,20").split(",")]
     for step in steps:
         ckpt = run / f"checkpoint-{step}"
@@ -40,6 +48,7 @@ def lay_out_training(argv):
     (run / "logging.jsonl").write_text(
         json.dumps({"loss": 1.0, "global_step/max_steps": "1/2"}) + "\n" + json.dumps(last) + "\n"
     )
+    time.sleep(float(os.environ.get("FAKE_SWIFT_HOLD", "0")))
 
 
 def serve(argv):
@@ -95,6 +104,11 @@ def main():
         sys.exit(int(mode.split(":")[1]))
     if mode == "train":
         lay_out_training(argv)
+    elif mode.startswith("wait:"):
+        Path(f"{log}.started").write_text(json.dumps({"pid": os.getpid()}))
+        while not Path(f"{log}.go").exists():
+            time.sleep(0.05)
+        sys.exit(int(mode.split(":")[1]))
     elif mode == "serve":
         serve(argv)
     elif mode == "sleep":

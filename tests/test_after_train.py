@@ -72,7 +72,8 @@ def trained(workdir: Path, env: dict, fake_swift) -> Path:
         'output_dir = "out"\n[infer]\nmax_new_tokens = 64\n[deploy]\ninfer_backend = "lmdeploy"\ntp = 2\n',
     )
     assert mhsft("train", "r.toml", env=env, cwd=workdir).returncode == 0
-    return workdir / "out" / "v0-20260101-000000" / "checkpoint-20"
+    (run_dir,) = (workdir / "out").glob("v0-*")
+    return run_dir / "checkpoint-20"
 
 
 def swift_call(fake_swift, command: str) -> list[str]:
@@ -188,7 +189,8 @@ def test_run_option_and_runs_listing(workdir, env, fake_swift, trained) -> None:
     first = min(records, key=lambda r: r["run_dir"])["id"]
     assert mhsft("infer", "--run", first, "--dry-run", env=env, cwd=workdir).stdout.count(str(trained)) == 1
     newest = mhsft("infer", "--dry-run", env=env, cwd=workdir)
-    assert str(workdir / "out" / "v1-20260101-000001" / "checkpoint-7") in newest.stdout
+    (second,) = (workdir / "out").glob("v1-*")
+    assert str(second / "checkpoint-7") in newest.stdout
     listing = mhsft("runs", env=env | {"COLUMNS": "250"}, cwd=workdir)
     assert listing.returncode == 0 and first in listing.stdout and "succeeded" in listing.stdout
     assert "checkpoint-7" in listing.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute
-from mhsft.runs import RunRecord, load_all, version_dirs
+from mhsft.runs import RunRecord, report, scan, version_dirs
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 SELECTORS = ("latest", "best")
@@ -21,7 +21,7 @@ def checkpoints(run_dir: Path) -> list[Path]:
     A checkpoint is complete once `trainer_state.json` is written; a run interrupted while saving leaves a folder
     without it, which must not be resumed from or loaded.
     """
-    if not run_dir.is_dir():
+    if not os.path.isdir(run_dir):  # also False for a recorded path that cannot exist (NUL, too long)
         return []
     found = [
         (int(m.group(1)), p)
@@ -34,7 +34,7 @@ def checkpoints(run_dir: Path) -> list[Path]:
 def latest(run_dir: Path) -> Path | None:
     """The `last-checkpoint` link's target if present, else the highest checkpoint-STEP."""
     link = run_dir / "last-checkpoint"
-    if (link / "trainer_state.json").is_file():
+    if os.path.isfile(link / "trainer_state.json"):
         return link.resolve()
     found = checkpoints(run_dir)
     return found[-1] if found else None
@@ -67,19 +67,29 @@ def newest_with_checkpoint(output_dir: Path) -> Path | None:
 
 def run_dir_of(record: RunRecord) -> Path | None:
     """The versioned folder of a recorded training run (recorded, else the newest in its output_dir)."""
-    if record.run_dir and Path(record.run_dir).is_dir():
+    if record.run_dir and os.path.isdir(record.run_dir):
         return Path(record.run_dir)
     dirs = version_dirs(Path(record.output_dir)) if record.output_dir else []
     return dirs[-1] if dirs else None
 
 
-def last_training(cwd: Path, output_dir: Path | None = None) -> RunRecord | None:
-    """The newest successful `mhsft train` or `mhsft submit` record in `cwd` (for `output_dir`, when given)."""
-    for record in reversed(load_all(cwd)):
-        ok = record.command == "sft" and record.status in ("succeeded", "completed")  # completed: a Slurm run
-        if ok and (output_dir is None or record.output_dir == str(output_dir)):
-            return record
-    return None
+def last_training(cwd: Path) -> RunRecord | None:
+    """The newest successful `mhsft train` or `mhsft submit` record in `cwd`.
+
+    An unreadable training record newer than that one is an error: mhsft does not fall back to an older run.
+    """
+    records, bad = scan(cwd)
+    report(bad)
+    done = ("succeeded", "completed")  # completed: a Slurm run
+    found = next((r for r in reversed(records) if r.command == "sft" and r.status in done), None)
+    newer = [b for b in bad if "-sft-" in b.id and (found is None or b.id > found.id)]
+    if newer:
+        raise MhsftError(
+            f"the training record {newer[-1].path} cannot be read ({newer[-1].reason}), and it may be the run "
+            "to use, so mhsft does not fall back to an older one. Fix or delete that file, or pass --run ID or "
+            "--checkpoint PATH."
+        )
+    return found
 
 
 def pick(run_dir: Path, selector: str) -> Path | None:

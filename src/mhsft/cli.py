@@ -420,7 +420,8 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show t
         return
     columns = ["id", "command", "recipe", "status", "slurm", "started", "duration", "output", "checkpoint"]
     styles = {"succeeded": "green", "completed": "green", "failed": "bold red", "interrupted": "yellow"}
-    ui.table(None, columns, found, styles | {"cancelled": "yellow", "queued": "cyan", "running": "cyan"})
+    styles |= {"cancelled": "yellow", "queued": "cyan", "running": "cyan", "abandoned": "red"}
+    ui.table(None, columns, found, styles)
 
 
 @app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")

@@ -80,7 +80,7 @@ def execute(
 
     def on_start(pid: int) -> None:
         record.pid = pid
-        record.save()
+        record.try_save()
         if watch:
             watch(pid)
 
@@ -100,5 +100,8 @@ def execute(
         ) from None
     finish(record, outcome, started, time.monotonic(), before)
     where = f", output {record.run_dir}" if record.run_dir else ""
-    ui.info(f"run {record.id}: {outcome.status} (exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}")
+    ui.info(
+        f"run {record.id}: {outcome.status} (swift exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}; "
+        f"record {record.path.relative_to(cwd)}"
+    )
     return outcome.exit_code

@@ -104,15 +104,20 @@ def train_plan(
     run_id: str | None = None,
     resume_from: Path | None = None,
     cached: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
 ) -> Plan:
     """The `swift sft` plan for a validated recipe, with SwanLab forced on.
 
-    `cached` (the dataset gate's `cached_dataset`/`cached_val_dataset`) replaces the recipe's datasets.
+    `cached` (the dataset gate's `cached_dataset`/`cached_val_dataset`) replaces the recipe's datasets;
+    `run_dir` fixes swift's vN folder.
     """
     s = recipe.swanlab
     args = dict(recipe.args["sft"])
+    output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
     if cached:
         args = {k: v for k, v in args.items() if k not in CACHED_REPLACES} | cached
+    if run_dir is not None:
+        args |= {"output_dir": str(run_dir), "add_version": False}
     args["report_to"] = report_to(args.get("report_to"))
     if resume_from is not None:
         args["resume_from_checkpoint"] = str(resume_from)
@@ -126,7 +131,6 @@ def train_plan(
     }
     args |= {k: v for k, v in tracking.items() if v is not None}
     argv = ["swift", "sft", *argv_for("sft", args, cwd)]
-    output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
     env = {**recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
     ensure_no_secret_on_argv(argv, env, environment)
     data_key = "dataset" if args.get("dataset") else "cached_dataset"
@@ -135,7 +139,7 @@ def train_plan(
         ("recipe", f"{recipe.name} ({recipe.path})"),
         ("model", localize("model", str(args["model"]), cwd)),
         (data_key.replace("_", " "), ", ".join(localize(data_key, str(d), cwd) for d in dataset)),
-        ("output dir", str(output_dir)),
+        ("output dir", str(run_dir or output_dir)),
         (
             "GPUs",
             recipe.launch_env.get("CUDA_VISIBLE_DEVICES", "all visible")

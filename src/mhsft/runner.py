@@ -1,8 +1,13 @@
-"""Running swift as a child in its own process group, forwarding Ctrl-C and termination to all of it."""
+"""Running swift as a child in its own process group, forwarding Ctrl-C and termination to all of it.
+
+If mhsft itself dies, swift does not run on orphaned: the kernel sends it SIGTERM (Linux parent-death signal)
+and `mhsft.watchdog` ends its whole process group.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -18,6 +23,7 @@ from mhsft.errors import INTERRUPTED, MhsftError
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # a closed terminal/ssh: SIGHUP
 KILL_AFTER_S = 20.0  # after the first forwarded signal, the group gets SIGKILL if it is still alive
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,43 @@ def executable(name: str) -> str:
 def _killpg(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn giving the child SIGTERM when mhsft dies (Linux; None elsewhere).
+
+    The signal follows the thread that started the child, so `run` must be called from the main thread.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # mhsft died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def _watchdog() -> subprocess.Popen[bytes]:
+    """Start `mhsft/watchdog.py` (standard library only, run isolated) in its own session, listening on a pipe
+    only this process holds."""
+    return subprocess.Popen(
+        [sys.executable, "-I", str(Path(__file__).with_name("watchdog.py")), str(KILL_AFTER_S)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _release(watchdog: subprocess.Popen[bytes]) -> None:
+    """Tell the watchdog swift has ended; it then exits on its own without touching anything."""
+    with contextlib.suppress(OSError):
+        watchdog.stdin.write(b"done")  # type: ignore[union-attr]
+        watchdog.stdin.close()  # type: ignore[union-attr]
 
 
 def _pump(stream: IO[bytes], write: Callable[[str], None]) -> None:
@@ -82,14 +125,24 @@ def run(
             killer.start()
 
     previous = {s: signal.signal(s, forward) for s in FORWARDED}
+    watchdog = _watchdog()
     try:
         stdout = subprocess.PIPE if filter_output else log
         proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, start_new_session=True, stdout=stdout, stderr=subprocess.STDOUT if stdout else None
+            argv,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            stdout=stdout,
+            stderr=subprocess.STDOUT if stdout else None,
+            preexec_fn=_die_with_parent(),
         )
         pids.append(proc.pid)
         killer = threading.Timer(KILL_AFTER_S, _killpg, (proc.pid, signal.SIGKILL))
         killer.daemon = True
+        with contextlib.suppress(OSError):
+            watchdog.stdin.write(f"{proc.pid}\n".encode())  # type: ignore[union-attr]
+            watchdog.stdin.flush()  # type: ignore[union-attr]
         if received:  # a signal came while the child was starting
             forward(received.pop(), None)
         pump = None
@@ -103,6 +156,10 @@ def run(
         code = proc.wait()
         if pump:
             pump.join(timeout=5)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            watchdog.stdin.close()  # type: ignore[union-attr]  # giving up on a started swift stops it
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -110,6 +167,8 @@ def run(
             killer.cancel()
     if received:
         _killpg(proc.pid, signal.SIGKILL)  # stragglers such as dataloader workers
+    _release(watchdog)
+    if received:
         first = received[0]
         return Outcome(INTERRUPTED if first == signal.SIGINT else 128 + first, first)
     return Outcome(code if code >= 0 else 128 - code)

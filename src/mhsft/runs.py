@@ -1,26 +1,34 @@
-"""Run records: one JSON file per mhsft-launched swift run under `.mhsft/runs/`, written atomically."""
+"""Run records: one JSON file per swift run mhsft started, in `.mhsft/runs/`, written atomically, read defensively."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import secrets
+import socket
+import stat
 import tempfile
-from dataclasses import asdict, dataclass, field
+import types
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from mhsft import __version__
+from mhsft import __version__, ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.plan import Plan
 from mhsft.runner import Outcome
 
 RUNS_DIR = Path(".mhsft") / "runs"
+MAX_RECORD_BYTES = 1 << 20
 _VERSION_DIR = re.compile(r"^v(\d+)-\d{8}-\d{6}$")
+_SWIFT_VERSION = re.compile(r"^v(\d+)")  # how swift 4.6 numbers the next folder (any name starting vN counts)
+_LOCK = ".mhsft-version.lock"
 
 
 def now() -> str:
@@ -37,15 +45,50 @@ def package_version(name: str) -> str | None:
 
 def version_dirs(output_dir: Path) -> list[Path]:
     """`vN-YYYYMMDD-HHMMSS` folders in a swift output_dir, oldest first by N (not mtime)."""
-    if not output_dir.is_dir():
+    if not os.path.isdir(output_dir):  # also False for a path that cannot exist (NUL, too long)
         return []
     found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := _VERSION_DIR.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
 
 
+def reserve_version_dir(output_dir: Path) -> Path:
+    """Create the next `vN-YYYYMMDD-HHMMSS` folder of `output_dir`, numbered as swift 4.6 numbers them.
+
+    A lock on `output_dir/.mhsft-version.lock` makes overlapping runs take different N.
+    """
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with open(output_dir / _LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            taken = [int(m.group(1)) for name in os.listdir(output_dir) if (m := _SWIFT_VERSION.match(name))]
+            folder = output_dir / f"v{max(taken, default=-1) + 1}-{datetime.now():%Y%m%d-%H%M%S}"
+            folder.mkdir()
+            return folder
+    except OSError as exc:
+        raise MhsftError(
+            f"cannot create a run folder in [sft] output_dir {output_dir} ({exc.strerror or exc}). Point "
+            "output_dir at a writable folder."
+        ) from None
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, Linux), to tell it from a later one with its pid.
+
+    None when there is no such process (a zombie counts as gone) or /proc cannot tell.
+    """
+    try:
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if after_name[0] == "Z" else int(after_name[19])  # fields 3 (state) and 22 (starttime)
+
+
 @dataclass
 class RunRecord:
-    """What mhsft ran and how it ended. Holds no secret value: argv and env are redacted."""
+    """What mhsft ran and how it ended. Holds no secret value: argv and env are redacted.
+
+    Fields this version does not know (a newer mhsft's) are kept in `unknown` and written back on save.
+    """
 
     id: str
     command: str
@@ -69,29 +112,73 @@ class RunRecord:
     swanlab_run_id: str | None = None
     resumed_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    supervisor_pid: int | None = None  # the mhsft process that started swift and keeps this record
+    supervisor_host: str | None = None
+    supervisor_start: int | None = None  # see process_start
+    unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def path(self) -> Path:
         return Path(self.cwd) / RUNS_DIR / f"{self.id}.json"
 
+    @property
+    def shown_status(self) -> str:
+        """The status, except `abandoned` for a `running` record whose mhsft process (on this host) is gone.
+
+        A Slurm run has no such process (Slurm supervises it; its state comes from the job and squeue)."""
+        if self.status != "running" or self.supervisor_pid is None or self.supervisor_host != socket.gethostname():
+            return self.status
+        if "slurm" in self.extra:
+            return self.status
+        started = process_start(self.supervisor_pid)
+        gone = started is None or (self.supervisor_start is not None and started != self.supervisor_start)
+        return "abandoned" if gone and os.path.isdir("/proc/self") else self.status
+
     def save(self) -> None:
-        """Write the record atomically (a temp file renamed over the old one)."""
+        """Write the record atomically (a temp file renamed over the old one); MhsftError when it cannot be."""
+        data = asdict(self)
+        data = {**data.pop("unknown"), **data}
+        tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(asdict(self), f, indent=2)
+                json.dump(data, f, indent=2)
                 f.write("\n")
             os.replace(tmp, self.path)
         except OSError as exc:
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             raise MhsftError(
                 f"cannot write the run record {self.path} ({exc.strerror or exc}). Make "
-                f"{self.path.parent} a writable folder."
+                f"{self.path.parent} a writable folder with free space."
             ) from None
+
+    def try_save(self) -> bool:
+        """Save, or warn (once swift runs, a record that cannot be written must not stop its supervision)."""
+        try:
+            self.save()
+        except MhsftError as exc:
+            ui.warn(f"{exc.message} swift is still supervised; its exit code is kept.")
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A file in `.mhsft/runs/` that is not a usable record, and why."""
+
+    path: Path
+    reason: str
+
+    @property
+    def id(self) -> str:
+        return self.path.stem
 
 
 def new_record(plan: Plan, environment: Environment, cwd: Path, recipe: Any = None, **extra: Any) -> RunRecord:
-    """A `running` record for a plan about to start."""
+    """A `running` record for a plan about to start, naming this mhsft process as its supervisor."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return RunRecord(
         id=f"{stamp}-{plan.command}-{secrets.token_hex(2)}",
@@ -111,45 +198,139 @@ def new_record(plan: Plan, environment: Environment, cwd: Path, recipe: Any = No
         },
         started_at=now(),
         output_dir=str(plan.output_dir) if plan.output_dir else None,
+        supervisor_pid=os.getpid(),
+        supervisor_host=socket.gethostname(),
+        supervisor_start=process_start(os.getpid()),
         **extra,
     )
 
 
 def finish(record: RunRecord, outcome: Outcome, started: float, ended: float, before: set[Path]) -> None:
-    """Fill in how the run ended and the versioned output folder swift created, then save."""
+    """Fill in how the run ended and, unless mhsft chose it, the versioned folder swift created; then save.
+
+    A record that cannot be written is a warning: the caller still returns swift's exit code.
+    """
     record.status = outcome.status
     record.exit_code = outcome.exit_code
     record.ended_at = now()
     record.duration_s = round(ended - started, 3)
-    if record.output_dir and record.command == "sft":
+    if record.run_dir is None and record.output_dir and record.command == "sft":
         created = [p for p in version_dirs(Path(record.output_dir)) if p not in before]
         if created:
             record.run_dir = str(created[-1])
-    record.save()
+    record.try_save()
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a RunRecord field's type hint (bool is not an int; an int is a float)."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, get_args(hint)[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(v, get_args(hint)[1]) for v in value.values())
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(value: Any) -> str:
+    return (
+        "null"
+        if value is None
+        else {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
+    )
+
+
+def read_record(path: Path) -> RunRecord:
+    """One record file; ValueError saying why it is not a usable record (never hangs on a FIFO or a huge file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ValueError("not a regular file")
+            raw = f.read(MAX_RECORD_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
+    if len(raw) > MAX_RECORD_BYTES:
+        raise ValueError(f"larger than {MAX_RECORD_BYTES // 1024} KiB")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {str(exc)[:100]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {_type_name(data)}, not an object")
+    hints = get_type_hints(RunRecord)
+    known = {f.name: f for f in fields(RunRecord) if f.name != "unknown"}
+    missing = [n for n, f in known.items() if n not in data and f.default is f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"field {missing[0]} is missing")
+    for name in known.keys() & data.keys():
+        if not _conforms(data[name], hints[name]):
+            raise ValueError(f"field {name}: expected {known[name].type}, got {_type_name(data[name])}")
+    if data["id"] != path.stem:
+        raise ValueError(f"its id {data['id'][:80]!r} is not its file name")
+    unknown = {k: v for k, v in data.items() if k not in known}
+    return RunRecord(**{k: v for k, v in data.items() if k in known}, unknown=unknown)
+
+
+_reported: set[Path] = set()
+
+
+def scan(cwd: Path) -> tuple[list[RunRecord], list[BadRecord]]:
+    """The records in `cwd` (oldest first) and the files there that are not usable records."""
+    folder = cwd / RUNS_DIR
+    records, bad = [], []
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            records.append(read_record(p))
+        except ValueError as exc:
+            bad.append(BadRecord(p, str(exc)))
+    return sorted(records, key=lambda r: r.started_at), bad
+
+
+def report(bad: list[BadRecord]) -> None:
+    """Warn about each unusable record once per process."""
+    for b in bad:
+        if b.path not in _reported:
+            _reported.add(b.path)
+            ui.warn(f"run record {b.path} cannot be read ({b.reason}); it is left out. Fix or delete that file.")
 
 
 def load_all(cwd: Path) -> list[RunRecord]:
-    """Every readable record in `cwd`, oldest first."""
-    folder = cwd / RUNS_DIR
-    records = []
-    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            records.append(RunRecord(**json.loads(p.read_text(encoding="utf-8"))))
-        except (OSError, ValueError, TypeError):
-            continue
-    records.sort(key=lambda r: r.started_at)
+    """Every readable record in `cwd`, oldest first; each unreadable one is reported (once), never dropped silently.
+
+    A Slurm run's state is refreshed from Slurm whenever it is read.
+    """
+    records, bad = scan(cwd)
+    report(bad)
     if any(r.status in ("queued", "running") and "slurm" in r.extra for r in records):
-        from mhsft.slurm.jobs import refresh  # a Slurm run's state is refreshed whenever it is read
+        from mhsft.slurm.jobs import refresh
 
         refresh(records)
     return records
 
 
 def find(cwd: Path, run_id: str) -> RunRecord:
-    """The record with id (or unique id prefix) `run_id`."""
-    matches = [r for r in load_all(cwd) if r.id == run_id or r.id.startswith(run_id)]
-    if len(matches) != 1:
-        known = ", ".join(r.id for r in load_all(cwd)[-5:]) or "none"
-        what = "matches several runs" if matches else "matches no run"
+    """The record with id (or unique id prefix) `run_id`; an unreadable one that matches is an error, not skipped."""
+    records, bad = scan(cwd)
+    report(bad)
+    matches = [r for r in records if r.id == run_id or r.id.startswith(run_id)]
+    broken = [b for b in bad if b.id == run_id or b.id.startswith(run_id)]
+    if len(matches) + len(broken) == 1 and broken:
+        raise MhsftError(
+            f"--run {run_id}: its record {broken[0].path} cannot be read ({broken[0].reason}). Fix or delete that "
+            "file, or pass --checkpoint PATH."
+        )
+    if len(matches) + len(broken) != 1:
+        known = ", ".join(r.id for r in records[-5:]) or "none"
+        what = "matches several runs" if matches or broken else "matches no run"
         raise MhsftError(f"--run {run_id}: {what} in {cwd / RUNS_DIR} (latest: {known}). `mhsft runs` lists them.")
     return matches[0]

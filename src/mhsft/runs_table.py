@@ -31,7 +31,7 @@ def rows(cwd: Path, limit: int) -> list[list[str]]:
                 record.id,
                 record.command,
                 record.recipe_name or "-",
-                record.status,
+                record.shown_status,
                 slurm_cell(record),
                 started,
                 duration,

@@ -44,6 +44,12 @@ def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
     return checkpoints.latest(run_dir), owner.swanlab_run_id if owner else None  # type: ignore[return-value]
 
 
+def multi_node(child_env: dict[str, str]) -> bool:
+    """A multi-node launch (NNODES > 1): every node must use the vN folder swift's rank 0 picks and broadcasts."""
+    nodes = child_env.get("NNODES", "1").strip()
+    return nodes.isdigit() and int(nodes) > 1
+
+
 def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> None:
     """The SwanLab checks that must pass before swift starts (exit 3 otherwise)."""
     from mhsft.swanlab_check import preflight
@@ -115,20 +121,24 @@ def train(
         return 0
     from mhsft.launch import execute
     from mhsft.runner import executable
+    from mhsft.runs import reserve_version_dir
 
     executable(plan.argv[0])
     report = checks_before_start(
         plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, log=log
     )
-    extra = {}
+    cached, extra = None, {}
     if report is not None:
         from mhsft.datagate.gate import training_args
         from mhsft.datagate.report import summary
 
-        plan = train_plan(
-            recipe, environment, cwd, run_id=run_id, resume_from=resume_from, cached=training_args(report)
-        )
-        extra = {"data_check": summary(report)}
+        cached, extra = training_args(report), {"data_check": summary(report)}
+    run_dir = None  # multi-node: the record names the folder swift created (see runs.finish)
+    if recipe.args["sft"].get("add_version") is False:
+        run_dir = plan.output_dir  # swift writes into output_dir itself
+    elif not multi_node(plan.child_env(environment)):  # mhsft picks the vN folder: overlapping runs never share one
+        run_dir = reserve_version_dir(plan.output_dir)  # type: ignore[arg-type]
+    plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from, cached=cached, run_dir=run_dir)
     return execute(
         plan,
         environment,
@@ -137,4 +147,5 @@ def train(
         swanlab_run_id=run_id,
         resumed_from=str(resume_from) if resume_from else None,
         extra=extra,
+        run_dir=str(run_dir) if run_dir else None,
     )
