@@ -335,9 +335,27 @@ def export(
     )
 
 
-@app.command(epilog="Examples:\n\n  mhsft runs\n\n  mhsft runs --limit 50")
-def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20) -> None:
+runs_app = typer.Typer(
+    help="List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint).",
+    epilog="Examples:\n\n  mhsft runs\n\n  mhsft runs --limit 50\n\n  mhsft runs show\n\n"
+    "  mhsft runs compare 20261123-101500-sft-ab12 20261124-091200-sft-cd34",
+    invoke_without_command=True,
+)
+app.add_typer(runs_app, name="runs")
+RunArg = Annotated[
+    str | None,
+    typer.Argument(metavar="[RUN]", help="Run id or unique prefix (default: the newest).", show_default=False),
+]
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20,
+) -> None:
     """List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from mhsft.runs_table import rows
 
     found = rows(Path.cwd(), limit)
@@ -346,6 +364,26 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show t
         return
     columns = ["id", "command", "recipe", "status", "started", "duration", "output", "checkpoint"]
     ui.table(None, columns, found, {"succeeded": "green", "failed": "bold red", "interrupted": "yellow"})
+
+
+@runs_app.command(
+    "show",
+    epilog="Examples:\n\n  mhsft runs show\n\n  mhsft runs show 20261123-101500-sft-ab12 --json | jq .metrics\n\n"
+    "  mhsft runs show --follow",
+)
+def runs_show(
+    run: RunArg = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON document (schema_version 1) instead.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Refresh until the run is no longer running.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, metavar="SECONDS", help="Seconds between refreshes (--follow).")
+    ] = 5.0,
+) -> None:
+    """One run in detail: recipe, command, state, checkpoints with their train/eval loss, best and last, final
+    metrics, the SwanLab link and the loss curve."""
+    from mhsft.view.show import show
+
+    raise typer.Exit(show(Path.cwd(), run, json_, follow, interval))
 
 
 @app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")

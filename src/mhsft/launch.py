@@ -95,4 +95,8 @@ def execute(
     finish(record, outcome, started, time.monotonic(), before)
     where = f", output {record.run_dir}" if record.run_dir else ""
     ui.info(f"run {record.id}: {outcome.status} (exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}")
+    if record.command == "sft" and log is None:
+        from mhsft.view.summary import after_train
+
+        after_train(record)
     return outcome.exit_code

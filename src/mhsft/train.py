@@ -43,11 +43,13 @@ def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
     return checkpoints.latest(run_dir), owner.swanlab_run_id if owner else None  # type: ignore[return-value]
 
 
-def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> None:
-    """The SwanLab checks that must pass before swift starts (exit 3 otherwise)."""
-    from mhsft.swanlab_check import preflight
+def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> dict[str, str]:
+    """The SwanLab checks that must pass before swift starts (exit 3 otherwise); returns what they found."""
+    from mhsft.swanlab_check import checked
 
-    ui.info(preflight(recipe, environment, timeout))
+    line, found = checked(recipe, environment, timeout)
+    ui.info(line)
+    return found
 
 
 def train(
@@ -75,11 +77,11 @@ def train(
         return 0
     from mhsft.launch import execute
     from mhsft.runner import executable
+    from mhsft.view.links import for_record
 
     executable(plan.argv[0])
-    if check:
-        run_preflight(recipe, environment, timeout)
-    else:
+    found = run_preflight(recipe, environment, timeout) if check else {}
+    if not check:
         ui.warn(
             "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
             "after the model has loaded."
@@ -91,4 +93,5 @@ def train(
         log=log,
         swanlab_run_id=run_id,
         resumed_from=str(resume_from) if resume_from else None,
+        extra=for_record(recipe, environment, found, run_id),
     )
