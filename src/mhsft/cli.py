@@ -386,6 +386,46 @@ def runs_show(
     raise typer.Exit(show(Path.cwd(), run, json_, follow, interval))
 
 
+@runs_app.command(
+    "compare", epilog="Examples:\n\n  mhsft runs compare 20261123-101500-sft-ab12 20261124-091200-sft-cd34"
+)
+def runs_compare(
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more run ids (or prefixes).")],
+) -> None:
+    """The settings that differ between runs (swift arguments, environment) and their final metrics side by side."""
+    from mhsft.view.compare import compare
+
+    raise typer.Exit(compare(Path.cwd(), run_ids))
+
+
+@app.command(
+    epilog="Examples:\n\n  mhsft board\n\n  mhsft board 20261123-101500-sft-ab12\n\n  mhsft board tiny --port 6000\n\n"
+    "  mhsft board recipes/qwen7b.toml --host 0.0.0.0"
+)
+def board(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[RECIPE|RUN]",
+            help="A recorded run (id or prefix) or a recipe (default: the newest training run).",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", show_default=False, help="Address (default 127.0.0.1).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", min=1, max=65535, show_default=False, help="Port (default: the first free one from 5092)."
+        ),
+    ] = None,
+) -> None:
+    """Open SwanLab's local dashboard (`swanlab watch`) on a run's log folder; Ctrl-C stops it. For a cloud run,
+    print its page URL instead."""
+    from mhsft.view.board import board as run_board
+
+    raise typer.Exit(run_board(target, host, port))
+
+
 @app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")
 def selftest(
     workdir: Annotated[Path, typer.Option("--workdir", help="Folder for the tiny model, data and outputs.")] = Path(

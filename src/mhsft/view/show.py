@@ -145,7 +145,7 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
             )
     elif record.command == "sft":
         lines += ["", "checkpoints: none saved yet"]
-    if shown := [f"{k}={_metric(info['metrics'][k])}" for k in SHOWN_METRICS if k in info["metrics"]]:
+    if shown := [f"{k}={metric_text(info['metrics'][k])}" for k in SHOWN_METRICS if k in info["metrics"]]:
         lines += ["", f"metrics: {', '.join(shown)}"]
     drawn = curve.draw(history.History(train=info["loss"]["train"], eval=info["loss"]["eval"]), width=width)
     if drawn:
@@ -155,7 +155,7 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
     return "\n".join(lines)
 
 
-def _metric(value: Any) -> str:
+def metric_text(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
@@ -164,6 +164,11 @@ def show(cwd: Path, run_id: str | None, as_json: bool, follow: bool, interval: f
     import json
 
     record = record_for(cwd, run_id)
+    if record.command == "sft" and checkpoints.run_dir_of(record) is None:
+        ui.warn(
+            f"run {record.id}: its output folder {record.run_dir or record.output_dir} does not exist (moved or "
+            "deleted, or swift stopped before creating it), so there are no checkpoints or losses to show."
+        )
     previous = None
     try:
         while True:
