@@ -96,13 +96,22 @@ def pick_port(host: str, port: int | None) -> int:
     return port
 
 
-def _experiments(base: str) -> list[dict] | None:
-    """The board's experiments (from its API), or None while it is not answering."""
+def answers(base: str) -> bool:
+    """Whether the board serves its page yet."""
     try:
-        with urllib.request.urlopen(f"{base}/api/v1/project", timeout=2) as response:
-            return json.load(response)["data"]["experiments"]
+        with urllib.request.urlopen(f"{base}/", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def experiments(base: str) -> list[dict]:
+    """The board's experiments (from its API); none when the folder holds no SwanLab data."""
+    try:
+        with urllib.request.urlopen(f"{base}/api/v1/project", timeout=5) as response:
+            return list(json.load(response)["data"]["experiments"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return []
 
 
 def wait_ready(pid: int, base: str, source: Source, state: dict) -> None:
@@ -113,9 +122,9 @@ def wait_ready(pid: int, base: str, source: Source, state: dict) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        found = _experiments(base)
-        if found is not None:
+        if answers(base):
             ui.info(f"\nboard ready: {base} ({source.what}, {source.log_dir})")
+            found = experiments(base)
             page = next((e for e in found if source.run_id and str(e.get("run_id", "")).endswith(source.run_id)), None)
             if page is not None:
                 ui.info(f"run page: {base}/experiment/{page['id']} (experiment {page.get('name')})")
@@ -140,6 +149,8 @@ def board(ref: str | None, host: str | None, port: int | None) -> int:
             f"the SwanLab log folder {source.log_dir} ({source.what}) does not exist. Train first, or set "
             "[swanlab] log_dir in the recipe to where the run wrote its logs."
         )
+    if not any(source.log_dir.glob("run-*")):
+        ui.warn(f"{source.log_dir} holds no SwanLab run yet; the board will be empty until a run logs there.")
     host = host or DEFAULT_HOST
     chosen = pick_port(host, port)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{chosen}"
