@@ -14,7 +14,7 @@ from mhsft import __version__, builtin
 from conftest import mhsft
 
 HEAVY = {"torch", "swift", "swanlab", "modelscope", "transformers"}
-COMMANDS = ["train", "validate", "preflight", "doctor", "recipes", "infer", "deploy", "export", "runs"]
+COMMANDS = ["train", "validate", "preflight", "doctor", "recipes", "infer", "deploy", "export", "runs", "board"]
 
 
 def test_version(workdir, env) -> None:

@@ -253,3 +253,10 @@ def test_follow_refreshes_until_the_run_ends(workdir, env, fake_swift) -> None:
         assert training.wait(timeout=30) == 130
     assert follow.wait(timeout=30) == 0  # it stops by itself once the run has ended
     assert "status    interrupted (exit 130)" in "".join(out)
+
+
+def test_runs_subcommands_have_help_with_examples(workdir, env) -> None:
+    for sub in ("show", "compare"):
+        result = mhsft("runs", sub, "--help", env=env, cwd=workdir)
+        assert result.returncode == 0 and "Example" in result.stdout and f"Usage: mhsft runs {sub}" in result.stdout
+    assert "show" in mhsft("runs", "--help", env=env, cwd=workdir).stdout

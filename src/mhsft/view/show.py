@@ -16,6 +16,7 @@ from mhsft.view import curve, history, links
 
 SCHEMA_VERSION = 1
 RUNNING = "running"
+ACTIVE = (RUNNING, "queued")  # states of a run that is not over yet (queued: on Slurm)
 SHOWN_METRICS = ("train_loss", "last_loss", "eval_loss", "eval_token_acc", "best_metric", "train_runtime")
 
 
@@ -53,7 +54,7 @@ def details(record: RunRecord) -> dict[str, Any]:
         "env": record.env,
         "started_at": record.started_at,
         "ended_at": record.ended_at,
-        "duration_s": record.duration_s if record.duration_s is not None else _elapsed(record),
+        "duration_s": _elapsed(record) if record.status == RUNNING else record.duration_s,
         "exit_code": record.exit_code,
         "output_dir": record.output_dir,
         "run_dir": str(run_dir) if run_dir else None,
@@ -179,7 +180,7 @@ def show(cwd: Path, run_id: str | None, as_json: bool, follow: bool, interval: f
                     sys.stdout.write("\033[2J\033[H")  # redraw in place
                 ui.echo(text)
                 previous = text
-            if not follow or record.status != RUNNING:
+            if not follow or record.status not in ACTIVE:
                 return 0
             time.sleep(interval)
             record = find(cwd, record.id)
