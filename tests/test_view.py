@@ -91,14 +91,16 @@ def test_unknown_run_lists_the_closest_ones(workdir, env, fake_swift) -> None:
     assert empty.returncode == 2 and "no runs are recorded" in empty.stderr
 
 
-def test_run_without_its_output_folder_is_explained(workdir, env, fake_swift) -> None:
+def test_run_without_its_output_folder_is_explained_not_mixed_up(workdir, env, fake_swift) -> None:
     local_recipe(workdir)
     run = train(workdir, env)
-    shutil.rmtree(workdir / "out")
-    result = mhsft("runs", "show", env=env, cwd=workdir)
+    later = train(workdir, env)  # the same output_dir: its v1 folder must not stand in for the deleted v0
+    shutil.rmtree(run["run_dir"])
+    result = mhsft("runs", "show", run["id"], env=env, cwd=workdir)
     assert result.returncode == 0
     assert f"its output folder {run['run_dir']} does not exist" in result.stderr
     assert "status    succeeded" in result.stdout and "Traceback" not in result.stderr
+    assert "checkpoints: none found (no output folder)" in result.stdout and later["run_dir"] not in result.stdout
 
 
 def test_cloud_url_points_to_what_the_swanlab_stand_in_received(workdir, env, fake_swift) -> None:
@@ -113,7 +115,7 @@ def test_cloud_url_points_to_what_the_swanlab_stand_in_received(workdir, env, fa
                 '[sft]\nmodel = "Qwen/Qwen2.5-7B-Instruct"\ndataset = ["data/train.jsonl"]\noutput_dir = "out"\n',
             )
             cloud.requests.clear()
-            run = train(workdir, env | {"SWANLAB_API_KEY": GOOD})
+            run = train(workdir, env | {"SWANLAB_API_KEY": GOOD, "HF_TOKEN": SECRET})
             owner = workspace or "alice"  # the key's user when the recipe names no workspace
             asked = {path for method, path, _ in cloud.requests if method == "GET"}
             assert {f"/api/group/{owner}", f"/api/project/{owner}/mh-sft"} <= asked
@@ -126,7 +128,10 @@ def test_cloud_url_points_to_what_the_swanlab_stand_in_received(workdir, env, fa
             assert f"SwanLab   {url}" in shown.stdout
             board = mhsft("board", run["id"], env=env, cwd=workdir, timeout=30)
             assert board.returncode == 0 and url in board.stdout  # nothing started for a cloud run
-            assert SECRET not in shown.stdout + board.stdout
+            as_json = mhsft("runs", "show", "--json", env=env, cwd=workdir).stdout
+            assert json.loads(as_json)["swanlab"]["url"] == url
+            for text in (run["stderr"], shown.stdout, as_json, board.stdout):
+                assert SECRET not in text and GOOD not in text
     finally:
         cloud.stop()
 
@@ -199,6 +204,8 @@ def test_board_bad_input(workdir, env, fake_swift) -> None:
     missing = mhsft("board", run["id"], env=env, cwd=workdir)
     assert missing.returncode == 2
     assert f"the SwanLab log folder {workdir / 'swanlog'}" in missing.stderr and "does not exist" in missing.stderr
+    by_recipe = mhsft("board", "r.toml", env=env, cwd=workdir)
+    assert by_recipe.returncode == 2 and f"{workdir / 'swanlog'} (recipe unit) does not exist" in by_recipe.stderr
     (workdir / "swanlog").mkdir()
     with socket.socket() as taken:
         taken.bind(("", 0))

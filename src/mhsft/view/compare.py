@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mhsft import checkpoints, ui
+from mhsft import ui
 from mhsft.errors import MhsftError
 from mhsft.runs import RunRecord
 from mhsft.view import history, links, show
@@ -32,8 +32,8 @@ def results(records: list[RunRecord]) -> list[list[str]]:
     """Status, duration and the final metrics of each run, side by side."""
     logged = []
     for record in records:
-        run_dir = checkpoints.run_dir_of(record) if record.command == "sft" else None
-        logged.append(history.read(run_dir).metrics if run_dir else {})
+        folder = show.run_dir(record)
+        logged.append(history.read(folder).metrics if folder else {})
     rows = [
         ["status", *(r.status for r in records)],
         ["duration", *(f"{r.duration_s:.0f} s" if r.duration_s is not None else "-" for r in records)],

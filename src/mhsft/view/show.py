@@ -37,11 +37,21 @@ def record_for(cwd: Path, run_id: str | None) -> RunRecord:
     return find(cwd, run_id)
 
 
+def run_dir(record: RunRecord) -> Path | None:
+    """A training run's vN folder: the recorded one if it still exists (never another run's), or while the
+    run is going (nothing recorded yet) the newest in its output_dir."""
+    if record.command != "sft":
+        return None
+    if record.run_dir:
+        return Path(record.run_dir) if Path(record.run_dir).is_dir() else None
+    return checkpoints.run_dir_of(record) if record.status in ACTIVE else None
+
+
 def details(record: RunRecord) -> dict[str, Any]:
     """Everything `runs show` prints, as a JSON-ready dict (schema_version 1)."""
-    run_dir = checkpoints.run_dir_of(record) if record.command == "sft" else None
-    logged = history.read(run_dir) if run_dir else history.History()
-    rows = history.checkpoint_rows(run_dir, logged) if run_dir else []
+    folder = run_dir(record)
+    logged = history.read(folder) if folder else history.History()
+    rows = history.checkpoint_rows(folder, logged) if folder else []
     best = next((r["path"] for r in rows if r["best"]), None)
     last = next((r["path"] for r in rows if r["last"]), None)
     return {
@@ -57,7 +67,7 @@ def details(record: RunRecord) -> dict[str, Any]:
         "duration_s": _elapsed(record) if record.status == RUNNING else record.duration_s,
         "exit_code": record.exit_code,
         "output_dir": record.output_dir,
-        "run_dir": str(run_dir) if run_dir else None,
+        "run_dir": str(folder) if folder else None,
         "checkpoint": record.checkpoint,
         "progress": logged.progress,
         "checkpoints": rows,
@@ -145,7 +155,7 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
                 + (f"  ({marks})" if marks else "")
             )
     elif record.command == "sft":
-        lines += ["", "checkpoints: none saved yet"]
+        lines += ["", "checkpoints: " + ("none saved yet" if info["run_dir"] else "none found (no output folder)")]
     if shown := [f"{k}={metric_text(info['metrics'][k])}" for k in SHOWN_METRICS if k in info["metrics"]]:
         lines += ["", f"metrics: {', '.join(shown)}"]
     drawn = curve.draw(history.History(train=info["loss"]["train"], eval=info["loss"]["eval"]), width=width)
@@ -165,7 +175,7 @@ def show(cwd: Path, run_id: str | None, as_json: bool, follow: bool, interval: f
     import json
 
     record = record_for(cwd, run_id)
-    if record.command == "sft" and checkpoints.run_dir_of(record) is None:
+    if record.command == "sft" and run_dir(record) is None:
         ui.warn(
             f"run {record.id}: its output folder {record.run_dir or record.output_dir} does not exist (moved or "
             "deleted, or swift stopped before creating it), so there are no checkpoints or losses to show."
