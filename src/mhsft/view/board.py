@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import os
 import signal
@@ -136,6 +137,20 @@ def wait_ready(pid: int, base: str, source: Source, state: dict) -> None:
     os.killpg(pid, signal.SIGTERM)
 
 
+def dashboard_program() -> str:
+    """The `swanlab` command, with the swanboard package its `watch` needs."""
+    try:
+        found = runner.executable("swanlab") if importlib.util.find_spec("swanboard") else None
+    except MhsftError:
+        found = None
+    if found is None:
+        raise MhsftError(
+            "SwanLab's local dashboard is not installed (the `swanlab` command and the swanboard package). "
+            "Install it in this environment: pip install 'swanlab[dashboard]'."
+        )
+    return found
+
+
 def board(ref: str | None, host: str | None, port: int | None) -> int:
     """Start `swanlab watch` on the log folder and wait for Ctrl-C, or print the cloud URL; returns the exit code."""
     cwd = Path.cwd()
@@ -154,7 +169,7 @@ def board(ref: str | None, host: str | None, port: int | None) -> int:
     host = host or DEFAULT_HOST
     chosen = pick_port(host, port)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{chosen}"
-    argv = [runner.executable("swanlab"), "watch", str(source.log_dir), "--host", host, "--port", str(chosen)]
+    argv = [dashboard_program(), "watch", str(source.log_dir), "--host", host, "--port", str(chosen)]
     state: dict = {}
 
     def on_start(pid: int) -> None:
