@@ -254,12 +254,13 @@ def test_runs_show_matches_logging_jsonl_and_best_is_the_lowest_eval_loss(tiny, 
     train = [[step_of(r), r["loss"]] for r in rows if "loss" in r]
     evals = {step_of(r): r["eval_loss"] for r in rows if "eval_loss" in r}
     assert sorted(evals) == [10, 20]
-    doc = json.loads(mhsft("runs", "show", "--json", env=tiny.env, cwd=tiny.work).stdout)
-    assert doc["id"] == trained.record["id"]
+    run_id = trained.record["id"]  # other tests of this module train too: name the run
+    doc = json.loads(mhsft("runs", "show", run_id, "--json", env=tiny.env, cwd=tiny.work).stdout)
+    assert doc["id"] == run_id
     assert doc["loss"] == {"train": train, "eval": [[s, v] for s, v in evals.items()]}
     lowest = min(evals, key=evals.get)
     assert doc["best_checkpoint"] == str(trained.run_dir / f"checkpoint-{lowest}")
-    result = mhsft("runs", "show", env=tiny.env, cwd=tiny.work)
+    result = mhsft("runs", "show", run_id, env=tiny.env, cwd=tiny.work)
     assert result.returncode == 0, result.stderr
     shown = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\S+/checkpoint-\d+)(?:  \((.*)\))?$", result.stdout, re.M)
     assert [int(step) for step, *_ in shown] == [10, 20]
