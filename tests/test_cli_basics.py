@@ -27,6 +27,8 @@ COMMANDS = [
     "submit",
     "logs",
     "cancel",
+    "board",
+    "data",
 ]
 
 

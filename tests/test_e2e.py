@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,8 +58,9 @@ def step_of(row: dict) -> int:
 
 @pytest.fixture(scope="module")
 def trained(tiny) -> SimpleNamespace:
-    """`mhsft train tiny`: a 20-step LoRA run through mhsft, with the preflight (local mode)."""
-    result = mhsft("train", "tiny", env=tiny.env, cwd=tiny.work, timeout=TIMEOUT)
+    """`mhsft train tiny`: a 20-step LoRA run through mhsft, with the preflight (local mode), evaluated every 10."""
+    evaluated = ["--set", f"sft.val_dataset=['{tiny.fx.val}']", "--set", "sft.eval_steps=10"]
+    result = mhsft("train", "tiny", *evaluated, env=tiny.env, cwd=tiny.work, timeout=TIMEOUT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (record,) = records(tiny.work, "sft")
     return SimpleNamespace(result=result, record=record, run_dir=Path(record["run_dir"]))
@@ -244,3 +247,106 @@ def test_selftest_is_green(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count(" ok ") == 5
+
+
+def test_runs_show_matches_logging_jsonl_and_best_is_the_lowest_eval_loss(tiny, trained) -> None:
+    rows = [json.loads(line) for line in (trained.run_dir / "logging.jsonl").read_text().splitlines()]
+    train = [[step_of(r), r["loss"]] for r in rows if "loss" in r]
+    evals = {step_of(r): r["eval_loss"] for r in rows if "eval_loss" in r}
+    assert sorted(evals) == [10, 20]
+    run_id = trained.record["id"]  # other tests of this module train too: name the run
+    doc = json.loads(mhsft("runs", "show", run_id, "--json", env=tiny.env, cwd=tiny.work).stdout)
+    assert doc["id"] == run_id
+    assert doc["loss"] == {"train": train, "eval": [[s, v] for s, v in evals.items()]}
+    lowest = min(evals, key=evals.get)
+    assert doc["best_checkpoint"] == str(trained.run_dir / f"checkpoint-{lowest}")
+    result = mhsft("runs", "show", run_id, env=tiny.env, cwd=tiny.work)
+    assert result.returncode == 0, result.stderr
+    shown = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\S+/checkpoint-\d+)(?:  \((.*)\))?$", result.stdout, re.M)
+    assert [int(step) for step, *_ in shown] == [10, 20]
+    for step, train_loss, eval_loss, path, marks in shown:
+        logged = dict(map(tuple, train))[int(step)]
+        assert float(train_loss) == pytest.approx(logged, abs=5e-5) and float(eval_loss) == pytest.approx(
+            evals[int(step)], abs=5e-5
+        )
+        assert ("best" in marks) == (int(step) == lowest) and path == str(trained.run_dir / f"checkpoint-{step}")
+    assert "train loss: line, eval loss: x" in result.stdout  # the curve
+    # the end of `mhsft train` summed it up
+    first, last = train[0], train[-1]
+    assert f"loss {first[1]:.4f} (step {first[0]}) -> {last[1]:.4f} (step {last[0]})" in trained.result.stderr
+    assert f"newest checkpoint  {trained.run_dir / 'checkpoint-20'}" in trained.result.stderr
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+HEADLESS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1280,800",
+    "--virtual-time-budget=10000",
+    "--run-all-compositor-stages-before-draw",
+]
+
+
+def chromium(url: str, profile: Path, *action: str) -> str:
+    """Load `url` in a fresh headless Chromium profile; return what it printed (the DOM for --dump-dom)."""
+    profile.mkdir(parents=True)
+    result = subprocess.run(
+        [str(CHROMIUM), *HEADLESS, f"--user-data-dir={profile}", *action, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="the browser test needs /usr/bin/chromium (Debian: apt-get install chromium)"
+)
+def test_board_in_a_real_browser_shows_the_project_the_experiment_and_train_loss(tiny, trained, tmp_path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mhsft", "board", trained.record["id"]],
+        cwd=tiny.work,
+        env=tiny.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready, lines = threading.Event(), []
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops"):
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert ready.wait(120), "".join(lines)[-3000:]
+        text = "".join(lines)
+        base = re.search(r"board ready: (http://127\.0\.0\.1:\d+)", text).group(1)
+        page = re.search(r"run page: (\S+) \(experiment tiny\)", text).group(1)
+        project = chromium(base, tmp_path / "p1", "--dump-dom")
+        assert "mhsft-tiny" in project and re.search(r">\s*tiny\s*<", project)  # project and its experiment
+        run = chromium(page, tmp_path / "p2", "--dump-dom")
+        chart = run.split(">train/loss<", 1)
+        assert len(chart) == 2 and "<canvas" in chart[1][:3000]  # the train/loss chart, drawn
+        shot = tmp_path / "board.png"
+        chromium(page, tmp_path / "p3", f"--screenshot={shot}")
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("MHSFT_BOARD_SCREENSHOT"):  # keep the artifact (README's picture comes from here)
+            shutil.copyfile(shot, os.environ["MHSFT_BOARD_SCREENSHOT"])
+        port = int(base.rsplit(":", 1)[1])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 130
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0

@@ -28,7 +28,11 @@ app = typer.Typer(
 )
 recipes_app = typer.Typer(help="List, show and copy the built-in recipes.", no_args_is_help=True)
 app.add_typer(recipes_app, name="recipes")
-data_app = typer.Typer(help="Check a recipe's datasets with ms-swift's own preprocessing.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Check a recipe's datasets with ms-swift's own preprocessing.",
+    epilog="Examples:  mhsft data check recipes/qwen7b.toml  |  mhsft data check tiny --json",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 
 RecipeArg = Annotated[
@@ -409,9 +413,27 @@ def export(
     )
 
 
-@app.command(epilog="Examples:\n\n  mhsft runs\n\n  mhsft runs --limit 50")
-def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20) -> None:
+runs_app = typer.Typer(
+    help="List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint).",
+    epilog="Examples:\n\n  mhsft runs\n\n  mhsft runs --limit 50\n\n  mhsft runs show\n\n"
+    "  mhsft runs compare 20261123-101500-sft-ab12 20261124-091200-sft-cd34",
+    invoke_without_command=True,
+)
+app.add_typer(runs_app, name="runs")
+RunArg = Annotated[
+    str | None,
+    typer.Argument(metavar="[RUN]", help="Run id or unique prefix (default: the newest).", show_default=False),
+]
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20,
+) -> None:
     """List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from mhsft.runs_table import rows
 
     found = rows(Path.cwd(), limit)
@@ -422,6 +444,66 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show t
     styles = {"succeeded": "green", "completed": "green", "failed": "bold red", "interrupted": "yellow"}
     styles |= {"cancelled": "yellow", "queued": "cyan", "running": "cyan", "abandoned": "red"}
     ui.table(None, columns, found, styles)
+
+
+@runs_app.command(
+    "show",
+    epilog="Examples:\n\n  mhsft runs show\n\n  mhsft runs show 20261123-101500-sft-ab12 --json | jq .metrics\n\n"
+    "  mhsft runs show --follow",
+)
+def runs_show(
+    run: RunArg = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON document (schema_version 1) instead.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Refresh until the run is no longer running.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, metavar="SECONDS", help="Seconds between refreshes (--follow).")
+    ] = 5.0,
+) -> None:
+    """One run in detail: recipe, command, state, checkpoints with their train/eval loss, best and last, final
+    metrics, the SwanLab link and the loss curve."""
+    from mhsft.view.show import show
+
+    raise typer.Exit(show(Path.cwd(), run, json_, follow, interval))
+
+
+@runs_app.command(
+    "compare", epilog="Examples:\n\n  mhsft runs compare 20261123-101500-sft-ab12 20261124-091200-sft-cd34"
+)
+def runs_compare(
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more run ids (or prefixes).")],
+) -> None:
+    """The settings that differ between runs (swift arguments, environment) and their final metrics side by side."""
+    from mhsft.view.compare import compare
+
+    raise typer.Exit(compare(Path.cwd(), run_ids))
+
+
+@app.command(
+    epilog="Examples:\n\n  mhsft board\n\n  mhsft board 20261123-101500-sft-ab12\n\n  mhsft board tiny --port 6000\n\n"
+    "  mhsft board recipes/qwen7b.toml --host 0.0.0.0"
+)
+def board(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[RECIPE|RUN]",
+            help="A recorded run (id or prefix) or a recipe (default: the newest training run).",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", show_default=False, help="Address (default 127.0.0.1).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", min=1, max=65535, show_default=False, help="Port (default: the first free one from 5092)."
+        ),
+    ] = None,
+) -> None:
+    """Open SwanLab's local dashboard (`swanlab watch`) on a run's log folder; Ctrl-C stops it. For a cloud run,
+    print its page URL instead."""
+    from mhsft.view.board import board as run_board
+
+    raise typer.Exit(run_board(target, host, port))
 
 
 @app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")

@@ -99,8 +99,12 @@ def execute(
             "environment (pip install ms-swift)."
         ) from None
     finish(record, outcome, started, time.monotonic(), before)
+    if record.command == "sft" and log is None:
+        from mhsft.view.summary import after_train
+
+        after_train(record)
     where = f", output {record.run_dir}" if record.run_dir else ""
-    ui.info(
+    ui.info(  # the last line, so that scripts can tell swift's exit codes from mhsft's own
         f"run {record.id}: {outcome.status} (swift exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}; "
         f"record {record.path.relative_to(cwd)}"
     )

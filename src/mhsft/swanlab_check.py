@@ -333,6 +333,11 @@ def run_checks(
 
 def preflight(recipe: Recipe, environment: Environment, timeout: float) -> str:
     """Run the checks; return the one-line success summary, or raise `MhsftError` (exit 3) with the fix."""
+    return checked(recipe, environment, timeout)[0]
+
+
+def checked(recipe: Recipe, environment: Environment, timeout: float) -> tuple[str, dict[str, str]]:
+    """`preflight`, also returning what the checks found (cloud: user, workspace, host; local: log_dir)."""
     started = time.monotonic()
     found = run_checks(recipe.swanlab, environment, timeout)
     ms = (time.monotonic() - started) * 1000
@@ -345,8 +350,8 @@ def preflight(recipe: Recipe, environment: Environment, timeout: float) -> str:
         )
     s, f = recipe.swanlab, found.facts
     if s.mode == "local":
-        return f"swanlab ok: mode=local project={s.project} log_dir={f['log_dir']} {ms:.0f} ms"
+        return f"swanlab ok: mode=local project={s.project} log_dir={f['log_dir']} {ms:.0f} ms", f
     return (
         f"swanlab ok: user={f['user']} workspace={f['workspace']} project={s.project}{f['new']} "
         f"host={f['host']} {ms:.0f} ms"
-    )
+    ), f

@@ -50,11 +50,13 @@ def multi_node(child_env: dict[str, str]) -> bool:
     return nodes.isdigit() and int(nodes) > 1
 
 
-def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> None:
-    """The SwanLab checks that must pass before swift starts (exit 3 otherwise)."""
-    from mhsft.swanlab_check import preflight
+def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> dict[str, str]:
+    """The SwanLab checks that must pass before swift starts (exit 3 otherwise); returns what they found."""
+    from mhsft.swanlab_check import checked
 
-    ui.info(preflight(recipe, environment, timeout))
+    line, found = checked(recipe, environment, timeout)
+    ui.info(line)
+    return found
 
 
 def checks_before_start(
@@ -66,17 +68,16 @@ def checks_before_start(
     timeout: float = 5.0,
     data_check: bool = True,
     log: IO[str] | None = None,
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, str], dict[str, Any] | None]:
     """Everything that must pass before swift starts, here (`mhsft train`) or on a cluster (`mhsft submit`).
 
     Local inputs exist, then the SwanLab preflight (unless `check` is off), then the dataset gate (unless
-    `data_check` is off; its report is returned, and shown in `log` when given); a failure raises, so nothing
-    starts and nothing is queued.
+    `data_check` is off; shown in `log` when given); a failure raises, so nothing starts and nothing is
+    queued. Returns what the preflight found (user, workspace) and the gate's report (None when skipped).
     """
     ensure_inputs(plan)
-    if check:
-        run_preflight(recipe, environment, timeout)
-    else:
+    found = run_preflight(recipe, environment, timeout) if check else {}
+    if not check:
         ui.warn(
             "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
             "after the model has loaded."
@@ -86,10 +87,10 @@ def checks_before_start(
             "--no-data-check: the dataset is not checked; rows ms-swift cannot encode or that exceed max_length "
             "are dropped silently after the model has loaded."
         )
-        return None
+        return found, None
     from mhsft.datagate.command import gate
 
-    return gate(recipe, environment, Path.cwd(), out=log)
+    return found, gate(recipe, environment, Path.cwd(), out=log)
 
 
 def train(
@@ -122,9 +123,10 @@ def train(
     from mhsft.launch import execute
     from mhsft.runner import executable
     from mhsft.runs import reserve_version_dir
+    from mhsft.view.links import for_record
 
     executable(plan.argv[0])
-    report = checks_before_start(
+    found, report = checks_before_start(
         plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, log=log
     )
     cached, extra = None, {}
@@ -133,6 +135,7 @@ def train(
         from mhsft.datagate.report import summary
 
         cached, extra = training_args(report), {"data_check": summary(report)}
+    extra |= for_record(recipe, environment, found, run_id)
     run_dir = None  # multi-node: the record names the folder swift created (see runs.finish)
     if recipe.args["sft"].get("add_version") is False:
         run_dir = plan.output_dir  # swift writes into output_dir itself

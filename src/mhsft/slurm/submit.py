@@ -23,6 +23,7 @@ from mhsft.runs import find, new_record, version_dirs
 from mhsft.schema import Recipe, SlurmSettings
 from mhsft.slurm import client, script
 from mhsft.train import checks_before_start, new_swanlab_run_id
+from mhsft.view.links import for_record
 
 SLURM_DIR = Path(".mhsft") / "slurm"
 NODE_SET = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")  # the node runner sets these from Slurm's
@@ -103,7 +104,8 @@ def submit(
         return 0
     client.tool("sbatch")
     _secrets_reach_the_job(plan, recipe, environment)
-    report = checks_before_start(plan, recipe, environment, check=check, timeout=timeout, data_check=data_check)
+    found, report = checks_before_start(plan, recipe, environment, check=check, timeout=timeout, data_check=data_check)
+    record.extra |= for_record(recipe, environment, found, run_id)
     frozen = batch.with_suffix(".toml")
     record.extra["slurm"] = {
         "job_id": None,

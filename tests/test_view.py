@@ -1,0 +1,270 @@
+"""Seeing runs with a fake `swift`: `runs show`, the end-of-train summary, `runs compare`, `board` and the cloud URL."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conftest import SECRET, local_recipe, mhsft, write
+from swanlab_server import SwanLabCloud
+
+GOOD = "good-key-0123456789"
+
+
+def records(workdir: Path) -> list[dict]:
+    found = [json.loads(p.read_text()) for p in (workdir / ".mhsft" / "runs").glob("*.json")]
+    return sorted(found, key=lambda r: r["started_at"])
+
+
+def train(workdir: Path, env: dict, *sets: str) -> dict:
+    result = mhsft("train", "r.toml", *sets, env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return records(workdir)[-1] | {"stderr": result.stderr}
+
+
+def test_runs_show_lists_checkpoints_best_last_and_the_same_as_json(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    run_dir = Path(run["run_dir"])
+    shown = mhsft("runs", "show", env=env, cwd=workdir)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert f"run       {run['id']}" in out and "status    succeeded (exit 0)" in out
+    assert re.search(rf"^\s+10 .*{run_dir}/checkpoint-10  \(best\)$", out, re.M)  # the fake's best is the first
+    assert re.search(rf"^\s+20 .*{run_dir}/checkpoint-20  \(last\)$", out, re.M)
+    assert f"SwanLab   local, {workdir / 'swanlog'}: mhsft board {run['id']}" in out
+    assert f"next: mhsft infer --run {run['id']}" in out
+    doc = json.loads(mhsft("runs", "show", run["id"][:-2], "--json", env=env, cwd=workdir).stdout)
+    assert doc["schema_version"] == 1 and doc["id"] == run["id"]
+    assert doc["best_checkpoint"] == str(run_dir / "checkpoint-10")
+    assert doc["last_checkpoint"] == str(run_dir / "checkpoint-20")
+    assert [c["step"] for c in doc["checkpoints"]] == [10, 20]
+    assert doc["loss"]["train"] == [[1, 1.0]]  # the fake's one logged row
+    # `mhsft runs` is still the table
+    table = mhsft("runs", "--limit", "5", env=env | {"COLUMNS": "250"}, cwd=workdir)
+    assert table.returncode == 0 and run["id"] in table.stdout
+
+
+def test_train_ends_with_a_short_summary(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    stderr = run["stderr"]
+    assert "loss 1.0000 (step 1) -> 1.0000 (step 1)" in stderr
+    assert f"newest checkpoint  {run['run_dir']}/checkpoint-20" in stderr
+    assert f"mhsft board {run['id']}" in stderr
+    assert f"next: mhsft infer --run {run['id']}  |  mhsft export --merge-lora --run {run['id']}" in stderr
+
+
+def test_runs_compare_shows_only_what_differs_and_the_results(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    first = train(workdir, env, "--set", "sft.lora_rank=8")
+    second = train(workdir, env, "--set", "sft.lora_rank=16")
+    result = mhsft("runs", "compare", first["id"], second["id"], env=env | {"COLUMNS": "200"}, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    differing = result.stdout.split("results")[0]
+    assert re.search(r"sft\.lora_rank\s+│ 8\s+│ 16", differing)
+    assert "sft.model" not in differing and "SWANLAB_RUN_ID" not in differing
+    assert re.search(r"last_loss\s+│ 1\s+│ 1\s", result.stdout)
+    assert re.search(r"global_step\s+│ 20\s+│ 20\s", result.stdout)
+    one = mhsft("runs", "compare", first["id"], env=env, cwd=workdir)
+    assert one.returncode == 2 and "two or more run ids" in one.stderr
+
+
+def test_unknown_run_lists_the_closest_ones(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    typo = run["id"][:-4] + "zzzz"
+    for args in (("runs", "show", typo), ("board", typo), ("runs", "compare", run["id"], typo)):
+        result = mhsft(*args, env=env, cwd=workdir)
+        assert result.returncode == 2, args
+        assert run["id"] in result.stderr and "Traceback" not in result.stderr
+    empty = mhsft("runs", "show", env=env, cwd=workdir / "data")
+    assert empty.returncode == 2 and "no runs are recorded" in empty.stderr
+
+
+def test_run_without_its_output_folder_is_explained_not_mixed_up(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    later = train(workdir, env)  # the same output_dir: its v1 folder must not stand in for the deleted v0
+    shutil.rmtree(run["run_dir"])
+    result = mhsft("runs", "show", run["id"], env=env, cwd=workdir)
+    assert result.returncode == 0
+    assert f"its output folder {run['run_dir']} does not exist" in result.stderr
+    assert "status    succeeded" in result.stdout and "Traceback" not in result.stderr
+    assert "checkpoints: none found (no output folder)" in result.stdout and later["run_dir"] not in result.stdout
+
+
+def test_cloud_url_points_to_what_the_swanlab_stand_in_received(workdir, env, fake_swift) -> None:
+    cloud = SwanLabCloud().start()
+    try:
+        for workspace in ("", "team"):
+            extra = f'workspace = "{workspace}"' if workspace else ""
+            write(workdir / "data" / "train.jsonl", "{}\n")
+            write(
+                workdir / "r.toml",
+                f'[swanlab]\nproject = "mh-sft"\napi_host = "{cloud.url}"\n{extra}\n'
+                '[sft]\nmodel = "Qwen/Qwen2.5-7B-Instruct"\ndataset = ["data/train.jsonl"]\noutput_dir = "out"\n',
+            )
+            cloud.requests.clear()
+            run = train(workdir, env | {"SWANLAB_API_KEY": GOOD, "HF_TOKEN": SECRET})
+            owner = workspace or "alice"  # the key's user when the recipe names no workspace
+            asked = {path for method, path, _ in cloud.requests if method == "GET"}
+            assert {f"/api/group/{owner}", f"/api/project/{owner}/mh-sft"} <= asked
+            swanlab_run = fake_swift.calls()[-1]["env"]["SWANLAB_RUN_ID"]
+            assert swanlab_run == run["swanlab_run_id"]
+            url = f"{cloud.url}/@{owner}/mh-sft/runs/{swanlab_run}"  # web host = a private api host
+            assert run["extra"]["swanlab_url"] == url
+            assert f"SwanLab            {url}" in run["stderr"]
+            shown = mhsft("runs", "show", env=env, cwd=workdir)
+            assert f"SwanLab   {url}" in shown.stdout
+            board = mhsft("board", run["id"], env=env, cwd=workdir, timeout=30)
+            assert board.returncode == 0 and url in board.stdout  # nothing started for a cloud run
+            as_json = mhsft("runs", "show", "--json", env=env, cwd=workdir).stdout
+            assert json.loads(as_json)["swanlab"]["url"] == url
+            for text in (run["stderr"], shown.stdout, as_json, board.stdout):
+                assert SECRET not in text and GOOD not in text
+    finally:
+        cloud.stop()
+
+
+def test_web_host_rules() -> None:
+    from mhsft.view.links import run_url, web_host
+
+    assert web_host(None, None) == "https://swanlab.cn"
+    assert web_host("https://api.swanlab.cn/", None) == "https://swanlab.cn"
+    assert web_host("http://10.0.0.5:8000/api", None) == "http://10.0.0.5:8000"
+    assert web_host("https://api.example.com", "swanlab.example.com/x") == "https://swanlab.example.com"
+    assert run_url("https://swanlab.cn", "alice", "mh sft", "abc") == "https://swanlab.cn/@alice/mh%20sft/runs/abc"
+
+
+def start_board(workdir: Path, env: dict, *args: str) -> tuple[subprocess.Popen, list[str], threading.Event]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mhsft", "board", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops"):
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, lines, ready
+
+
+def port_in(lines: list[str]) -> int:
+    return int(re.search(r"board ready: http://127\.0\.0\.1:(\d+)", "".join(lines)).group(1))
+
+
+def test_board_answers_and_ctrl_c_frees_the_port_default_port_moves_on(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    assert (workdir / "swanlog").is_dir()  # the preflight made it; an empty log folder is fine
+    blocker = socket.socket()
+    with contextlib.suppress(OSError):  # the default port taken (if nobody else holds it already)
+        blocker.bind(("", 5092))
+    try:
+        proc, lines, ready = start_board(workdir, env, run["id"])
+        try:
+            assert ready.wait(60), "".join(lines)
+            port = port_in(lines)
+            assert port != 5092
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=30)
+    finally:
+        blocker.close()
+    assert code == 130
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_board_bad_input(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    shutil.rmtree(workdir / "swanlog")
+    missing = mhsft("board", run["id"], env=env, cwd=workdir)
+    assert missing.returncode == 2
+    assert f"the SwanLab log folder {workdir / 'swanlog'}" in missing.stderr and "does not exist" in missing.stderr
+    by_recipe = mhsft("board", "r.toml", env=env, cwd=workdir)
+    assert by_recipe.returncode == 2 and f"{workdir / 'swanlog'} (recipe unit) does not exist" in by_recipe.stderr
+    (workdir / "swanlog").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = mhsft("board", "--port", str(port), env=env, cwd=workdir)
+    assert busy.returncode == 2 and f"--port {port}: the port is in use" in busy.stderr
+    neither = mhsft("board", "no-such-recipe", env=env, cwd=workdir)
+    assert neither.returncode == 2 and "neither a recorded run" in neither.stderr
+    for result in (missing, busy, neither):
+        assert "Traceback" not in result.stderr
+
+
+def test_follow_refreshes_until_the_run_ends(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    training = subprocess.Popen(
+        [sys.executable, "-m", "mhsft", "train", "r.toml"],
+        cwd=workdir,
+        env=env | {"FAKE_SWIFT_MODE": "sleep"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started = Path(f"{fake_swift.log}.started")
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (record,) = [json.loads(p.read_text()) for p in (workdir / ".mhsft" / "runs").glob("*.json")]
+    log = Path(record["run_dir"]) / "logging.jsonl"  # the vN folder mhsft reserved for this run
+    row = {"loss": 2.5, "global_step/max_steps": "2/20", "elapsed_time": "1s", "remaining_time": "9s"}
+    write(log, json.dumps(row) + "\n")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "mhsft", "runs", "show", "--follow", "--interval", "0.3"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out: list[str] = []
+    threading.Thread(target=lambda: out.extend(follow.stdout), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        while "step 2/20, about 9s left" not in "".join(out) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "status    running, step 2/20, about 9s left" in "".join(out)
+        with log.open("a") as f:
+            f.write(json.dumps(row | {"loss": 2.0, "global_step/max_steps": "4/20", "remaining_time": "8s"}) + "\n")
+        while "step 4/20" not in "".join(out) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "status    running, step 4/20, about 8s left" in "".join(out)
+    finally:
+        training.send_signal(signal.SIGINT)
+        assert training.wait(timeout=30) == 130
+    assert follow.wait(timeout=30) == 0  # it stops by itself once the run has ended
+    assert "status    interrupted (exit 130)" in "".join(out)
+
+
+def test_runs_subcommands_have_help_with_examples(workdir, env) -> None:
+    for sub in ("show", "compare"):
+        result = mhsft("runs", sub, "--help", env=env, cwd=workdir)
+        assert result.returncode == 0 and "Example" in result.stdout and f"Usage: mhsft runs {sub}" in result.stdout
+    assert "show" in mhsft("runs", "--help", env=env, cwd=workdir).stdout
