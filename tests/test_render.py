@@ -75,11 +75,13 @@ def test_local_paths_become_absolute_hub_ids_do_not(workdir: Path) -> None:
     assert localize("deepspeed", "zero2", workdir) == "zero2"
 
 
-def test_report_to_always_includes_swanlab() -> None:
-    assert report_to(None) == ["swanlab"]
+def test_report_to_always_includes_swanlab_and_keeps_swifts_default_when_unset() -> None:
+    assert report_to(None) == ["tensorboard", "swanlab"]  # ms-swift's own default stays
     assert report_to(["tensorboard"]) == ["tensorboard", "swanlab"]
     assert report_to("none") == ["swanlab"]
+    assert report_to(["none"]) == ["swanlab"]
     assert report_to(["swanlab", "wandb"]) == ["wandb", "swanlab"]
+    assert report_to("wandb") == ["wandb", "swanlab"]
 
 
 def test_train_plan_forces_swanlab_and_never_renders_a_token(workdir: Path) -> None:

@@ -25,7 +25,7 @@ def path(name: str) -> Path | None:
     if str(given.parent) not in (".", "recipes"):
         return None
     candidate = DIRECTORY / f"{given.name.removesuffix('.toml')}.toml"
-    return candidate if candidate.is_file() else None
+    return candidate if os.path.isfile(candidate) else None  # False for a name too long to exist
 
 
 def description(name: str) -> str:

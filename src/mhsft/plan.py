@@ -15,6 +15,7 @@ from mhsft.render import argv_for, local_paths, localize
 from mhsft.schema import Recipe
 
 COINCIDENCE_LEN = 8
+SWIFT_DEFAULT_REPORTERS = ("tensorboard",)  # ms-swift 4.6 TrainingArguments.report_to
 TRACKED_SECRETS = ("SWANLAB_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN")
 
 
@@ -74,10 +75,29 @@ def ensure_no_secret_on_argv(argv: list[str], env: dict[str, str], environment: 
 
 
 def report_to(requested: Any) -> list[str]:
-    """The recipe's reporters with `swanlab` added (and `none` dropped): tracking is always on."""
-    items = [requested] if isinstance(requested, str) else list(requested or [])
+    """The reporters to render, `swanlab` always among them (tracking is always on).
+
+    Unset: ms-swift's own default (`tensorboard`) plus swanlab, so its local logs stay. Set: the recipe's
+    list plus swanlab (`none` dropped).
+    """
+    if requested is None:
+        return [*SWIFT_DEFAULT_REPORTERS, "swanlab"]
+    items = requested if isinstance(requested, list) else [requested]
     kept = [str(r) for r in items if str(r) not in ("none", "swanlab")]
     return [*kept, "swanlab"]
+
+
+def processes(launch_env: dict[str, str]) -> str:
+    """The plan's GPU line: GPUs x processes, and for a multi-node launch nodes, node rank and master."""
+    gpus = launch_env.get("CUDA_VISIBLE_DEVICES", "all visible")
+    per_node = launch_env.get("NPROC_PER_NODE", "1")
+    if "NNODES" not in launch_env:
+        return f"{gpus} x {per_node} process(es)"
+    master = launch_env.get("MASTER_ADDR", "127.0.0.1 (torchrun's default)")
+    return (
+        f"{launch_env['NNODES']} node(s) x {per_node} process(es) per node (GPUs {gpus}), "
+        f"node rank {launch_env.get('NODE_RANK', '0')}, master {master}:{launch_env.get('MASTER_PORT', '29500')}"
+    )
 
 
 def swanlab_env(recipe: Recipe, cwd: Path, run_id: str | None) -> dict[str, str]:
@@ -101,6 +121,9 @@ def train_plan(
     """The `swift sft` plan for a validated recipe, with SwanLab forced on."""
     s = recipe.swanlab
     args = dict(recipe.args["sft"])
+    reporters_origin = (
+        " (the recipe's report_to + swanlab)" if "report_to" in args else " (ms-swift's default + swanlab)"
+    )
     args["report_to"] = report_to(args.get("report_to"))
     if resume_from is not None:
         args["resume_from_checkpoint"] = str(resume_from)
@@ -124,12 +147,9 @@ def train_plan(
         ("model", localize("model", str(args["model"]), cwd)),
         (data_key.replace("_", " "), ", ".join(localize(data_key, str(d), cwd) for d in dataset)),
         ("output dir", str(output_dir)),
-        (
-            "GPUs",
-            recipe.launch_env.get("CUDA_VISIBLE_DEVICES", "all visible")
-            + f" x {recipe.launch_env.get('NPROC_PER_NODE', '1')} process(es)",
-        ),
+        ("GPUs", processes(recipe.launch_env)),
         ("SwanLab", f"{s.workspace + '/' if s.workspace else ''}{s.project} ({s.mode}), experiment {s.exp_name}"),
+        ("reporters", " ".join(args["report_to"]) + reporters_origin),
     ]
     if resume_from is not None:
         summary.append(("resume from", str(resume_from)))
