@@ -93,10 +93,11 @@ def processes(launch_env: dict[str, str]) -> str:
     per_node = launch_env.get("NPROC_PER_NODE", "1")
     if "NNODES" not in launch_env:
         return f"{gpus} x {per_node} process(es)"
-    master = launch_env.get("MASTER_ADDR", "127.0.0.1 (torchrun's default)")
+    master = f"{launch_env.get('MASTER_ADDR', '127.0.0.1')}:{launch_env.get('MASTER_PORT', '29500')}"
+    unset = "" if "MASTER_ADDR" in launch_env else " (torchrun's default: set [launch] master_addr)"
     return (
         f"{launch_env['NNODES']} node(s) x {per_node} process(es) per node (GPUs {gpus}), "
-        f"node rank {launch_env.get('NODE_RANK', '0')}, master {master}:{launch_env.get('MASTER_PORT', '29500')}"
+        f"node rank {launch_env.get('NODE_RANK', '0')}, master {master}{unset}"
     )
 
 

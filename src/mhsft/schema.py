@@ -70,6 +70,7 @@ NESTED_SWANLAB = tuple(
     f"SWANLAB_{n}" for n in ("PROJECT", "EXPERIMENT", "RUN", "TERMINAL", "INTEGRATION", "CORE", "PROBE")
 )
 SWANLAB_NAME = re.compile(r"^[0-9a-zA-Z_\-+.]{1,100}$")  # what swanlab.init accepts for a project
+HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%][A-Za-z0-9_.:\[\]%-]*$")  # a name, IPv4 or IPv6 address; no leading dash
 NAME_MAX = 255  # bytes in one file or folder name
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -392,7 +393,11 @@ def _launch(raw: RawRecipe) -> dict[str, str]:
         kind, var = LAUNCH_KEYS[key]
         if key == "gpus" and isinstance(value, list):
             value = ",".join(str(check_value("int", False, (), v, where)) for v in value)
-        value = check_value(kind, False, (), value, where, argv=key == "master_addr")  # torchrun's argv
+        value = check_value(kind, False, (), value, where, argv=False)
+        if key == "master_addr" and not HOST.match(value):
+            raise _err(
+                where, f"{shown(value)} is not a host name or IP address (torchrun reads it on its command line)."
+            )
         if kind == "int" and value < (0 if key == "node_rank" else 1):
             raise _err(where, f"must be {'>= 0' if key == 'node_rank' else '>= 1'}, got {value}.")
         env[var] = str(value)
