@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from mhsft import __version__, ui
+from mhsft import __version__, startup, ui
 from mhsft.errors import MhsftError
 
 app = typer.Typer(
@@ -456,6 +456,8 @@ def recipes_new(
 
 def main() -> None:
     """Console entry point: run the app, turning `MhsftError` into its message and exit code."""
+    startup.keep_invoked_command(app, sys.argv[1:])
+    startup.defer_unused_rich_modules()
     try:
         app(prog_name="mhsft")
     except MhsftError as exc:

@@ -58,7 +58,7 @@ class RawRecipe:
 
     def where(self, section: str, key: str | None = None) -> str:
         """'recipes/x.toml, [sft] model' for messages."""
-        origin = self.origins.get(f"{section}.{key}" if key else section, display(self.path))
+        origin = self.origins.get(f"{section}.{key}" if key else section) or display(self.path)
         if key is None:
             return f"{origin}, [{section}]" if section in SECTIONS else f"{origin}, `{section}`"
         return f"{origin}, [{section}] {key}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +82,8 @@ def token(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if isinstance(value, float) and value < 0 and "e" in repr(value):
+        from decimal import Decimal  # rare: not worth its import on every call
+
         return format(Decimal(repr(value)), "f")  # -1e-05 would read as an option; -0.00001 does not
     return str(value)
 

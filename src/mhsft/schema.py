@@ -6,11 +6,11 @@ Swift sections are checked against the argument names, kinds and choices of the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +98,19 @@ class Recipe:
     description: str
     path: Path
     chain: tuple[Path, ...]
-    sha256: str
     swanlab: SwanlabSettings
     launch_env: dict[str, str]
     env: dict[str, str]
     args: dict[str, dict[str, Any]]
     warnings: tuple[str, ...]
     resolved: dict[str, Any]
+
+    @cached_property
+    def sha256(self) -> str:
+        """The hash of the resolved recipe, recorded with every run (hashlib loads OpenSSL: only when needed)."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _err(where: str, message: str) -> MhsftError:
@@ -445,13 +451,11 @@ def validate(raw: RawRecipe) -> Recipe:
     _check_sft(raw, args["sft"])
     resolved = {k: raw.data[k] for k in ("name", "description") if k in raw.data}
     resolved |= {s: raw.data[s] for s in SECTIONS if raw.data[s]}
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
     return Recipe(
         name=str(raw.data["name"]),
         description=str(raw.data.get("description", "")),
         path=raw.path,
         chain=tuple(raw.chain),
-        sha256=digest,
         swanlab=_swanlab(raw),
         launch_env=_launch(raw),
         env=_env(raw),
