@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
 from mhsft import __version__, startup, ui
 from mhsft.errors import MhsftError
+
+with startup.deferred_imports("subprocess"):  # typer needs it for completion install and typer.launch only
+    import typer
 
 app = typer.Typer(
     name="mhsft",

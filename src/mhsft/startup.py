@@ -2,6 +2,8 @@
 
 - typer builds every command (signature inspection, click parameters) before it parses the arguments;
   when the first argument names a command, only that one is built.
+- typer imports `subprocess` (~5 ms with its own imports) for shell-completion install and `typer.launch`
+  only: while typer is imported it is a placeholder that imports the real module on first use.
 - typer's rich help imports `rich.markdown` (markdown-it, pygments) and `rich.traceback` (attrs) although
   mhsft's help uses neither markdown nor rich tracebacks: when typer reaches for its rich helpers (help or
   a usage error), those two modules are stood in for by placeholders that import the real module on first use.
@@ -12,7 +14,8 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 DEFERRED = {"rich.markdown": "Markdown", "rich.traceback": "Traceback"}  # module -> the one name typer imports
@@ -33,8 +36,11 @@ def _command_name(info: Any) -> str:
     return info.name or info.callback.__name__.lower().replace("_", "-")
 
 
-def _deferred(name: str, attr: str) -> types.ModuleType:
-    """A stand-in for module `name` that imports the real module as soon as anything in it is used."""
+def _deferred(name: str, attr: str | None = None) -> types.ModuleType:
+    """A stand-in for module `name` that imports the real module as soon as anything in it is used.
+
+    `attr`: a class the importer takes by name (`from name import attr`), stood in for until instantiated.
+    """
     module = types.ModuleType(name)
 
     def real() -> types.ModuleType:
@@ -42,19 +48,34 @@ def _deferred(name: str, attr: str) -> types.ModuleType:
             del sys.modules[name]
         return importlib.import_module(name)
 
-    class Deferred:
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            return getattr(real(), attr)(*args, **kwargs)
-
     def __getattr__(item: str) -> Any:
         if item.startswith("__"):  # the import system probing (__path__, __spec__ ...): not a use
             raise AttributeError(item)
         return getattr(real(), item)
 
-    Deferred.__name__ = Deferred.__qualname__ = attr
-    setattr(module, attr, Deferred)
     module.__getattr__ = __getattr__  # type: ignore[method-assign]
+    if attr:
+
+        class Deferred:
+            def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+                return getattr(real(), attr)(*args, **kwargs)
+
+        Deferred.__name__ = Deferred.__qualname__ = attr
+        setattr(module, attr, Deferred)
     return module
+
+
+@contextmanager
+def deferred_imports(*names: str) -> Iterator[None]:
+    """Within the block `import NAME` binds a placeholder (see `_deferred`); after it, imports get the real module."""
+    placed = {name: _deferred(name) for name in names if name not in sys.modules}
+    sys.modules.update(placed)
+    try:
+        yield
+    finally:
+        for name, module in placed.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
 
 
 class _RichHelpFinder:
