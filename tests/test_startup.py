@@ -37,10 +37,10 @@ def test_help_is_the_same_with_only_the_invoked_command_built(workdir, env, args
     assert trimmed == full
 
 
-def test_help_skips_markdown_and_rich_tracebacks(workdir, env) -> None:
+def test_help_skips_markdown_rich_tracebacks_and_attrs(workdir, env) -> None:
     out, modules = run_cli(["--help"], env, workdir)
     assert "Fine-tune LLMs" in out and "rich.console" in modules
-    assert not modules & {"markdown_it", "pygments", "rich.syntax"}  # rich.markdown: a placeholder
+    assert not modules & {"markdown_it", "pygments", "rich.syntax", "rich.markdown", "rich.traceback", "attr"}
 
 
 def test_dry_run_skips_subprocess_rich_and_hashlib(workdir, env) -> None:
@@ -75,3 +75,13 @@ def test_a_deferred_class_is_the_real_class_once_instantiated(tmp_path: Path, mo
     thing = Thing(3)
     real = sys.modules["mhsft_fake_mod"]
     assert type(thing) is real.Thing and thing.x == 3 and real.LOADS == [1]
+
+
+def test_modules_help_left_out_still_import_afterwards(workdir, env) -> None:
+    code = (
+        "import sys\nsys.argv = ['mhsft', '--help']\nfrom mhsft.cli import main\ntry:\n    main()\n"
+        "except SystemExit:\n    pass\nimport attr, rich.markdown, rich.traceback\n"
+        "print(attr.ib.__name__, rich.markdown.Markdown('# x').__module__, rich.traceback.install.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=workdir, capture_output=True, text=True)
+    assert result.stdout.splitlines()[-1] == "attrib rich.markdown install", result.stderr
