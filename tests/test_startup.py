@@ -43,10 +43,10 @@ def test_help_skips_markdown_rich_tracebacks_and_attrs(workdir, env) -> None:
     assert not modules & {"markdown_it", "pygments", "rich.syntax", "rich.markdown", "rich.traceback", "attr"}
 
 
-def test_dry_run_skips_subprocess_rich_and_hashlib(workdir, env) -> None:
+def test_dry_run_skips_subprocess_shutil_rich_and_hashlib(workdir, env) -> None:
     out, modules = run_cli(["train", "qwen7b", "--dry-run"], env, workdir)
     assert "swift sft" in out
-    assert not modules & {"subprocess", "rich", "_hashlib", "markdown_it"}
+    assert not modules & {"subprocess", "shutil", "rich", "_hashlib", "markdown_it"}
 
 
 def test_a_deferred_module_loads_on_first_use_and_leaves_sys_modules_clean(monkeypatch) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 from mhsft import __version__, startup, ui
 from mhsft.errors import MhsftError
 
-with startup.deferred_imports("subprocess"), startup.gc_paused():  # see mhsft.startup
+with startup.deferred_imports("subprocess", "shutil:get_terminal_size"), startup.gc_paused():  # see mhsft.startup
     import typer
 
 app = typer.Typer(

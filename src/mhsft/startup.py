@@ -2,8 +2,9 @@
 
 - typer builds every command (signature inspection, click parameters) before it parses the arguments;
   when the first argument names a command, only that one is built.
-- typer imports `subprocess` (~5 ms with its own imports) for shell-completion install and `typer.launch`
-  only: while typer is imported it is a placeholder that imports the real module on first use.
+- typer imports `subprocess` and `shutil` (~8 ms with their own imports) for shell-completion install,
+  `typer.launch` and help layout only: while typer is imported they are placeholders that import the real
+  module on first use.
 - typer's rich help imports `rich.markdown` (markdown-it, pygments) and `rich.traceback`, and rich itself
   `attrs`, although mhsft's help uses neither markdown, rich tracebacks nor attrs classes: while typer
   imports its rich helpers (for help or a usage error) the first two are placeholders that import the real
