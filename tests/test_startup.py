@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -85,3 +86,14 @@ def test_modules_help_left_out_still_import_afterwards(workdir, env) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=workdir, capture_output=True, text=True)
     assert result.stdout.splitlines()[-1] == "attrib rich.markdown install", result.stderr
+
+
+def test_trimming_is_undone_after_the_run() -> None:
+    from mhsft.cli import app
+
+    before = (list(app.registered_commands), list(app.registered_groups), list(sys.meta_path), gc.isenabled())
+    with pytest.raises(SystemExit), startup.trimmed(app, ["validate", "--help"]):
+        assert [c.callback.__name__ for c in app.registered_commands] == ["validate"]
+        assert app.registered_groups == []
+        app(["validate", "--help"], prog_name="mhsft")
+    assert (list(app.registered_commands), list(app.registered_groups), list(sys.meta_path), gc.isenabled()) == before

@@ -457,10 +457,9 @@ def recipes_new(
 
 def main() -> None:
     """Console entry point: run the app, turning `MhsftError` into its message and exit code."""
-    startup.keep_invoked_command(app, sys.argv[1:])
-    startup.defer_unused_rich_modules()
     try:
-        app(prog_name="mhsft")
+        with startup.trimmed(app, sys.argv[1:]):
+            app(prog_name="mhsft")
     except MhsftError as exc:
         ui.error(exc.message)
         sys.exit(exc.exit_code)

@@ -11,7 +11,8 @@
   module on first use, and attrs is left out.
 - Importing typer (and rich for help) allocates enough for ~40 garbage collections that find nothing (10-25 %
   of a short command): collection is paused while typer is imported, and its objects are then frozen out of
-  later collections; once typer's rich helpers are imported the process only prints and exits, so it stays off.
+  later collections; once typer's rich helpers are imported the process only prints and exits, so it stays
+  off until the run ends.
 """
 
 from __future__ import annotations
@@ -115,11 +116,13 @@ class _RichHelpFinder:
         gc.disable()  # help, a usage error or completion: printed, then the process exits
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
-            spec.loader.exec_module = _trimmed(spec.loader.exec_module)
+            spec.loader.exec_module = _lighter(spec.loader.exec_module)
         return spec
 
 
-def _trimmed(exec_module: Any) -> Any:
+def _lighter(exec_module: Any) -> Any:
+    """`exec_module` of typer.rich_utils, without what mhsft does not use."""
+
     def run(module: types.ModuleType) -> None:
         # rich.pretty (imported by rich.console) imports attrs only to pretty-print attrs classes
         with deferred_imports("rich.markdown:Markdown", "rich.traceback:Traceback", blocked=("attr",)):
@@ -128,6 +131,18 @@ def _trimmed(exec_module: Any) -> Any:
     return run
 
 
-def defer_unused_rich_modules() -> None:
-    """Arm the placeholders for typer's rich help (see the module docstring)."""
-    sys.meta_path.insert(0, _RichHelpFinder())
+@contextmanager
+def trimmed(app: Any, argv: Sequence[str]) -> Iterator[None]:
+    """While the block runs typer `app` with `argv`: only the invoked command is built, and typer's rich
+    helpers import without what mhsft does not use. Both are undone afterwards."""
+    commands, groups, collecting = list(app.registered_commands), list(app.registered_groups), gc.isenabled()
+    keep_invoked_command(app, argv)
+    finder = _RichHelpFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        app.registered_commands[:], app.registered_groups[:] = commands, groups
+        sys.meta_path.remove(finder)
+        if collecting:
+            gc.enable()
