@@ -91,9 +91,21 @@ def test_modules_help_left_out_still_import_afterwards(workdir, env) -> None:
 def test_trimming_is_undone_after_the_run() -> None:
     from mhsft.cli import app
 
-    before = (list(app.registered_commands), list(app.registered_groups), list(sys.meta_path), gc.isenabled())
+    before = (
+        list(app.registered_commands),
+        list(app.registered_groups),
+        list(sys.meta_path),
+        gc.isenabled(),
+        gc.get_threshold(),
+    )
     with pytest.raises(SystemExit), startup.trimmed(app, ["validate", "--help"]):
         assert [c.callback.__name__ for c in app.registered_commands] == ["validate"]
         assert app.registered_groups == []
         app(["validate", "--help"], prog_name="mhsft")
-    assert (list(app.registered_commands), list(app.registered_groups), list(sys.meta_path), gc.isenabled()) == before
+    assert (
+        list(app.registered_commands),
+        list(app.registered_groups),
+        list(sys.meta_path),
+        gc.isenabled(),
+        gc.get_threshold(),
+    ) == before
