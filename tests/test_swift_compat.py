@@ -121,3 +121,22 @@ def test_whatever_mhsft_accepts_swift_parses_to_the_same_values(parser_for, valu
         assert len(parsed) == len(value)  # made absolute when local, never split or swallowed
     else:
         assert parsed == recipe.args["sft"][key]
+
+
+def test_a_multi_node_recipe_with_typed_variables_parses_as_swift_would(parser_for, workdir: Path) -> None:
+    write(
+        workdir / "multi.toml",
+        'extends = "qwen7b"\n[launch]\nnnodes = "${WORLD_SIZE:-2}"\nnode_rank = "${RANK:-0}"\n'
+        'master_addr = "${MASTER_ADDR_X:-10.0.0.1}"\nnproc_per_node = 1\n'
+        '[sft]\nlora_rank = "${LORA_RANK:-32}"\nlearning_rate = "${LR:-5e-5}"\ngradient_checkpointing = "${GC:-no}"\n',
+    )
+    env = Environment(values={"RANK": "1"})
+    plan = train_plan(validate(load("multi.toml", env)), env, workdir, run_id="x")
+    namespace, unknown = parser_for("SftArguments").parse_known_args(plan.argv[2:])
+    assert unknown == [] and namespace.report_to == ["tensorboard", "swanlab"]
+    assert (namespace.lora_rank, namespace.learning_rate, namespace.gradient_checkpointing) == (32, 5e-5, False)
+    assert {k: plan.env[k] for k in ("NNODES", "NODE_RANK", "MASTER_ADDR")} == {
+        "NNODES": "2",
+        "NODE_RANK": "1",
+        "MASTER_ADDR": "10.0.0.1",
+    }
