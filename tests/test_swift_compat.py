@@ -90,7 +90,7 @@ TOKENS = st.text(alphabet="-hx= .0123456789elorat_n", max_size=12) | st.sampled_
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, derandomize=True)
 @given(token=TOKENS)
 def test_mhsfts_option_test_matches_swifts_parser(parser_for, token: str) -> None:
     swift_says = _swift_misreads(parser_for("SftArguments"), token)
@@ -99,7 +99,7 @@ def test_mhsfts_option_test_matches_swifts_parser(parser_for, token: str) -> Non
         assert read_as_option(token) == swift_says, "mhsft refuses a value swift reads as a value"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(
     values=st.lists(
         st.text(alphabet="-hx= ./_lorapnt0123", min_size=1, max_size=10) | st.integers(-5, 5), min_size=1, max_size=4
