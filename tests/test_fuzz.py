@@ -59,6 +59,15 @@ CASES: dict[str, tuple[str | None, list[str], str]] = {
 }
 
 
+def test_arguments_and_environment_over_arg_max_are_refused_before_exec(workdir: Path, env, fake_swift) -> None:
+    local_recipe(workdir)
+    lines = "".join(f'BIG_{i} = "${{MHSFT_FUZZ_BIG}}"\n' for i in range(os.sysconf("SC_ARG_MAX") // 100_000))
+    write(workdir / "bad.toml", BASE + "[env]\n" + lines)
+    result, out = _run(workdir, env | {"MHSFT_FUZZ_BIG": "v" * 100_000}, "bad.toml")
+    _assert_refused(result, out, "Linux passes at most")
+    assert fake_swift.calls() == [] and not (workdir / ".mhsft").exists()
+
+
 def _special_files(folder: Path) -> dict[str, Path]:
     """Paths that are not regular files: devices, a FIFO, a socket, a folder, /proc/self/mem."""
     fifo = folder / "fifo.toml"

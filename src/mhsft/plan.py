@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -74,6 +75,22 @@ def ensure_no_secret_on_argv(argv: list[str], env: dict[str, str], environment: 
             )
 
 
+def ensure_fits(argv: list[str], env: dict[str, str], environment: Environment) -> None:
+    """Refuse a command whose arguments and environment together exceed what Linux passes to a new program."""
+    child = {**environment.values, **env}
+    strings = [*argv, *(f"{k}={v}" for k, v in child.items())]
+    size = sum(len(os.fsencode(s)) + 1 + 8 for s in strings)  # bytes, NUL and pointer of each string
+    limit = os.sysconf("SC_ARG_MAX")
+    if size > limit:
+        largest = max(env, key=lambda k: len(env[k]), default=None)
+        hint = f" (the largest variable mhsft sets is {largest})" if largest else ""
+        raise MhsftError(
+            f"swift's command line and environment together take {size // 1024} KiB; Linux passes at most "
+            f"{limit // 1024} KiB to a new program{hint}. Move long values (system prompts, JSON configs) to "
+            "files and give their paths."
+        )
+
+
 def report_to(requested: Any) -> list[str]:
     """The reporters to render, `swanlab` always among them (tracking is always on).
 
@@ -141,6 +158,7 @@ def train_plan(
     output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
     env = {**recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
     ensure_no_secret_on_argv(argv, env, environment)
+    ensure_fits(argv, env, environment)
     data_key = "dataset" if args.get("dataset") else "cached_dataset"
     dataset = args[data_key] if isinstance(args[data_key], list) else [args[data_key]]
     summary = [
@@ -192,6 +210,7 @@ def command_plan(
         child_env = ({"CUDA_VISIBLE_DEVICES": gpus} if gpus else {}) | recipe.env
     child_env |= env or {}
     ensure_no_secret_on_argv(argv, child_env, environment)
+    ensure_fits(argv, child_env, environment)
     inputs = [p for key in ("adapters", "val_dataset") for p in local_paths(key, args.get(key), cwd)]
     return Plan(
         command=command,
