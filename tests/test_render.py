@@ -200,6 +200,6 @@ def test_negative_floats_are_rendered_as_values_not_options(workdir: Path) -> No
 
 
 def test_rendering_refuses_option_like_values_from_any_source(workdir: Path) -> None:
-    with pytest.raises(MhsftError, match=r"swift deploy --served_model_name: '-h' starts with a dash"):
+    with pytest.raises(MhsftError, match=r"swift deploy --served_model_name: the value \('-h'\) starts with a dash"):
         argv_for("deploy", {"served_model_name": "-h"}, workdir)
     assert argv_for("infer", {"adapters": ["-ckpt"]}, workdir) == ["--adapters", str(workdir / "-ckpt")]

@@ -313,3 +313,10 @@ def test_values_starting_with_a_dash_that_swift_reads_as_values_pass(workdir: Pa
 )
 def test_values_the_kernel_or_swift_cannot_take(workdir: Path, body: str, expected: str) -> None:
     assert expected in failure(workdir, body)
+
+
+def test_an_option_like_value_is_named_by_its_head_only(workdir: Path) -> None:
+    message = failure(workdir, f'[sft]\nsystem = "--{SECRET}={SECRET} tail"\n')
+    assert "[sft] system: the value starts with a dash" in message
+    assert "sk-test" not in message and "tail" not in message  # nothing of a value that names no option
+    assert "[sft] system: the value ('--lora_r') starts" in failure(workdir, '[sft]\nsystem = "--lora_r=4"\n')

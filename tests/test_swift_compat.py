@@ -71,7 +71,7 @@ def test_injected_options_would_switch_tracking_off_and_are_refused(parser_for, 
     namespace, _ = parser.parse_known_args(["--report_to", "tensorboard", "swanlab", "--dataset", *INJECTED])
     assert namespace.dataset == ["x"] and namespace.report_to == ["none"] and namespace.lora_rank == 4
     write(workdir / "r.toml", f'extends = "qwen7b"\n[sft]\nreport_to = ["tensorboard"]\ndataset = {INJECTED}\n')
-    with pytest.raises(MhsftError, match=r"r.toml, \[sft\] dataset: '--report_to' starts with a dash"):
+    with pytest.raises(MhsftError, match=r"r.toml, \[sft\] dataset: the value \('--report_to'\) starts with a dash"):
         validate(load("r.toml", Environment(values={})))
 
 

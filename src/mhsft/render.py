@@ -15,7 +15,7 @@ from typing import Any
 
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute, exists
-from mhsft.swift_args import specs
+from mhsft.swift_args import COMMANDS, specs
 
 PATH_KEYS = frozenset(
     {
@@ -100,13 +100,22 @@ def read_as_option(token: str) -> bool:
     return token.startswith(("--", "-h")) or " " not in token
 
 
+def _option_named(token: str) -> str:
+    """` ('--report_to')` when the value starts with (a prefix of) a swift option; else nothing of the value."""
+    head = token.split("=")[0].split(" ")[0]
+    names = (name for command in COMMANDS for name in specs(command))
+    if head in ("--", "-h") or (head.startswith("--") and any(name.startswith(head[2:]) for name in names)):
+        return f" ('{head}')"
+    return ""
+
+
 def check_token(token: str, where: str, option_like: bool = True) -> None:
     """Refuse a value that swift would misread as an option, or that is too long for the kernel to pass."""
     if option_like and read_as_option(token):
         raise MhsftError(
-            f"{where}: {token[:40]!r} starts with a dash, so swift's parser would read it as an option and "
-            "not as this value (a way to smuggle options such as --report_to onto the command line). Remove "
-            "the leading dash; write a path starting with a dash as ./-name."
+            f"{where}: the value{_option_named(token)} starts with a dash, so swift's parser would read it as an "
+            "option and not as this value (a way to smuggle options such as --report_to onto the command line). "
+            "Remove the leading dash; write a path starting with a dash as ./-name."
         )
     if len(os.fsencode(token)) > MAX_TOKEN_BYTES:
         raise MhsftError(
