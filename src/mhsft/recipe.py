@@ -240,7 +240,7 @@ def parse_override(text: str) -> tuple[str, str | None, Any]:
             f"The sections are {', '.join(SECTIONS)}; e.g. --set sft.num_train_epochs=2."
         )
     try:
-        value = loads(f"v = {raw}", f"--set {text[:60]!r}")["v"]
+        value = loads(f"v = {raw}", f"--set {target.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return section, key.strip(), value
