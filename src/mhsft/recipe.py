@@ -120,7 +120,8 @@ def loads(text: str, where: str) -> dict[str, Any]:
     except ValueError as exc:
         if isinstance(exc, tomllib.TOMLDecodeError):
             raise
-        raise MhsftError(f"{where} holds a value that cannot be read ({exc}). Write a smaller number.") from None
+        reason = str(exc).split(":")[0]  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise MhsftError(f"{where} holds a value that cannot be read ({reason}). Write a smaller number.") from None
     if data is None or depth(data) > MAX_DEPTH:
         raise MhsftError(
             f"{where} nests arrays or tables more than {MAX_DEPTH} levels deep. No swift option needs that; "
