@@ -39,7 +39,7 @@ def test_train_passes_the_key_only_through_the_environment(workdir, env, fake_sw
     assert call["env"]["SWANLAB_API_KEY"] == SECRET  # from .env, into the child's environment
     assert "SWANLAB_PROJECT" not in call["env"]
     argv = call["argv"]
-    assert argv[argv.index("--report_to") + 1] == "swanlab"
+    assert argv[argv.index("--report_to") + 1 : argv.index("--report_to") + 3] == ["tensorboard", "swanlab"]
     assert argv[argv.index("--model") + 1] == str(workdir / "model")
     assert call["sid"] == call["pid"]  # its own session and process group
     assert SECRET not in result.stdout + result.stderr
@@ -147,7 +147,7 @@ BAD_INPUTS = {
     "missing input file": ("r.toml", "--set=sft.dataset=['data/none.jsonl']", "does not exist"),
     "date value": ("bad.toml", 'extends = "qwen7b"\n[sft]\nmodel = 2024-01-01\n', "got a date/time"),
     "unexpandable ~user": ("r.toml", "--set=sft.model=~nouser-xyz/m", "does not exist"),
-    "name too long": ("r.toml", "--set=sft.model=./" + "a" * 300, "does not exist"),
+    "name too long": ("r.toml", "--set=sft.model=./" + "a" * 300, "longer than 255 bytes"),
     "--set extends": ("r.toml", "--set=extends=qwen7b", "cannot be overridden"),
 }
 

@@ -80,6 +80,8 @@ def test_train_writes_checkpoints_finite_losses_and_the_same_curve_to_swanlab(ti
     assert {step_of(r): pytest.approx(r["loss"], rel=1e-6) for r in rows} == swanlab_loss
     # the run id mhsft assigned reached swanlab (through SWANLAB_RUN_ID in swift's environment)
     assert list((tiny.work / "swanlog").glob(f"run-*-{record['swanlab_run_id']}"))
+    # no report_to in the recipe: ms-swift's own default reporter (TensorBoard) still writes its logs
+    assert list(run_dir.glob("runs/events.out.tfevents.*"))
 
 
 def test_infer_batch_with_no_checkpoint_typed(tiny, trained) -> None:

@@ -75,11 +75,13 @@ def test_local_paths_become_absolute_hub_ids_do_not(workdir: Path) -> None:
     assert localize("deepspeed", "zero2", workdir) == "zero2"
 
 
-def test_report_to_always_includes_swanlab() -> None:
-    assert report_to(None) == ["swanlab"]
+def test_report_to_always_includes_swanlab_and_keeps_swifts_default_when_unset() -> None:
+    assert report_to(None) == ["tensorboard", "swanlab"]  # ms-swift's own default stays
     assert report_to(["tensorboard"]) == ["tensorboard", "swanlab"]
     assert report_to("none") == ["swanlab"]
+    assert report_to(["none"]) == ["swanlab"]
     assert report_to(["swanlab", "wandb"]) == ["wandb", "swanlab"]
+    assert report_to("wandb") == ["wandb", "swanlab"]
 
 
 def test_train_plan_forces_swanlab_and_never_renders_a_token(workdir: Path) -> None:
@@ -161,3 +163,43 @@ def test_a_short_common_secret_value_does_not_block_unrelated_runs(workdir: Path
     local_recipe(workdir)
     plan = plan_for("r.toml", Environment(values={"MY_DB_PASSWORD": "train"}))
     assert plan.argv[:2] == ["swift", "sft"]
+
+
+def test_the_plan_says_which_reporters_and_why(workdir: Path) -> None:
+    local_recipe(workdir)
+    summary = dict(plan_for("r.toml").summary)
+    assert summary["reporters"] == "tensorboard swanlab (ms-swift's default + swanlab)"
+    summary = dict(plan_for("r.toml", None, "sft.report_to=['wandb']").summary)
+    assert summary["reporters"] == "wandb swanlab (the recipe's report_to + swanlab)"
+
+
+def test_the_plan_of_a_multi_node_recipe_shows_nodes_rank_and_master(workdir: Path) -> None:
+    local_recipe(workdir)
+    write(
+        workdir / "multi.toml",
+        'extends = "r.toml"\n[launch]\ngpus = "0,1,2,3"\nnproc_per_node = 4\nnnodes = "${WORLD_SIZE:-2}"\n'
+        'node_rank = "${RANK:-0}"\nmaster_addr = "10.1.2.3"\nmaster_port = 29600\n',
+    )
+    plan = plan_for("multi.toml", Environment(values={"RANK": "1"}))
+    assert dict(plan.summary)["GPUs"] == (
+        "2 node(s) x 4 process(es) per node (GPUs 0,1,2,3), node rank 1, master 10.1.2.3:29600"
+    )
+    assert plan.env["NNODES"] == "2" and plan.env["NODE_RANK"] == "1"
+    write(workdir / "nomaster.toml", 'extends = "r.toml"\n[launch]\nnnodes = 2\n')
+    assert dict(plan_for("nomaster.toml").summary)["GPUs"] == (
+        "2 node(s) x 1 process(es) per node (GPUs all visible), node rank 0, "
+        "master 127.0.0.1:29500 (torchrun's default: set [launch] master_addr)"
+    )
+    assert dict(plan_for("r.toml").summary)["GPUs"] == "all visible x 1 process(es)"
+
+
+def test_negative_floats_are_rendered_as_values_not_options(workdir: Path) -> None:
+    local_recipe(workdir)
+    argv = plan_for("r.toml", None, "sft.learning_rate=-1e-5", "sft.max_steps=-1").argv
+    assert flag(argv, "learning_rate") == ["-0.00001"] and flag(argv, "max_steps") == ["-1"]
+
+
+def test_rendering_refuses_option_like_values_from_any_source(workdir: Path) -> None:
+    with pytest.raises(MhsftError, match=r"swift deploy --served_model_name: the value \('-h'\) starts with a dash"):
+        argv_for("deploy", {"served_model_name": "-h"}, workdir)
+    assert argv_for("infer", {"adapters": ["-ckpt"]}, workdir) == ["--adapters", str(workdir / "-ckpt")]

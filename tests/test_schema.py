@@ -231,3 +231,92 @@ def test_cached_dataset_alone_is_enough_to_train(workdir: Path) -> None:
     assert summary["cached dataset"] == str(workdir / "cache")
     assert "dataset" not in summary
     assert "nothing to train on" in failure(workdir, "", "sft.dataset=[]", "sft.cached_dataset=[]")
+
+
+def test_a_whole_variable_takes_the_type_its_key_expects(workdir: Path) -> None:
+    body = (
+        '[launch]\nnnodes = "${WORLD_SIZE:-2}"\nnode_rank = "${RANK:-0}"\nmaster_addr = "${MASTER:-10.0.0.1}"\n'
+        '[sft]\nlora_rank = "${R:-16}"\nlearning_rate = "${LR:-2e-4}"\n'
+        'gradient_checkpointing = "${GC:-false}"\nsystem = "${SYS:-7}"\n'
+    )
+    write(workdir / "r.toml", 'extends = "qwen7b"\n' + body)
+    recipe = validate(load("r.toml", Environment(values={"WORLD_SIZE": "4", "RANK": "3", "GC": "True"})))
+    assert recipe.launch_env == {
+        "CUDA_VISIBLE_DEVICES": "0",
+        "NPROC_PER_NODE": "1",
+        "NNODES": "4",
+        "NODE_RANK": "3",
+        "MASTER_ADDR": "10.0.0.1",
+    }
+    sft = recipe.args["sft"]
+    assert (sft["lora_rank"], sft["learning_rate"], sft["gradient_checkpointing"]) == (16, 2e-4, True)
+    assert type(sft["lora_rank"]) is int and sft["system"] == "7"  # a string key keeps the string
+
+
+@pytest.mark.parametrize(
+    ("body", "env", "expected"),
+    [
+        ('[launch]\nnnodes = "${WORLD_SIZE:-2}"\n', {"WORLD_SIZE": "two"}, '${WORLD_SIZE} expands to "two"'),
+        ('[sft]\nlora_rank = "${RANK_X:-8.5}"\n', {}, '${RANK_X} expands to "8.5", but this key takes an integer'),
+        ('[sft]\nbf16 = "${BF:-maybe}"\n', {}, '${BF} expands to "maybe", but this key takes true or false'),
+        ('[sft]\nlearning_rate = "${LR:-fast}"\n', {}, "${LR}"),
+        ('[sft]\nlora_rank = "${A:-1}${B:-2}"\n', {}, 'expected an integer, got a string "12"'),  # not one variable
+        ('[launch]\nnode_rank = "${RANK:--1}"\n', {}, "must be >= 0, got -1"),
+    ],
+)
+def test_a_variable_that_does_not_convert_is_named(workdir: Path, body: str, env: dict, expected: str) -> None:
+    write(workdir / "r.toml", 'extends = "qwen7b"\n' + body)
+    with pytest.raises(MhsftError) as err:
+        validate(load("r.toml", Environment(values=env)))
+    assert expected in err.value.message and "r.toml, [" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[sft]\ndataset = ["x", "--report_to", "none", "--lora_r", "4"]\n',
+        '[sft]\nsystem = "--report_to=none"\n',
+        '[sft]\nsystem = "-h please"\n',  # -h with a space is still swift's --help
+        '[sft]\nmodel = "--"\n',  # the end-of-options marker
+        '[sft]\ntemplate = "-x"\n',
+        '[infer]\nresult_path = "--report_to"\n',
+        '[swanlab]\nexp_name = "--report_to"\n',
+    ],
+)
+def test_values_that_swift_would_read_as_options_are_refused(workdir: Path, body: str) -> None:
+    message = failure(workdir, body)
+    key = body.split("\n")[1].split(" =")[0]
+    assert f"[{body[1 : body.index(']')]}] {key}: " in message and "read it as an option" in message
+
+
+@pytest.mark.parametrize("addr", ["--rdzv_backend=c10d", "-m x", "a b", ""])
+def test_master_addr_must_be_a_host_as_torchrun_reads_it_from_its_argv(workdir: Path, addr: str) -> None:
+    assert "[launch] master_addr: " in failure(workdir, f'[launch]\nmaster_addr = "{addr}"\n')
+
+
+def test_values_starting_with_a_dash_that_swift_reads_as_values_pass(workdir: Path) -> None:
+    recipe = check(workdir, '[sft]\nmax_steps = -1\nsystem = "- be brief"\nlearning_rate = -1e-5\n')
+    assert recipe.args["sft"]["max_steps"] == -1 and recipe.args["sft"]["system"] == "- be brief"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[sft]\nreport_to = 1\n", "[sft] report_to: expected a string (or an array of them), got an integer 1"),
+        ("[sft]\ndataset = [1, 2]\n", "[sft] dataset: expected a string"),
+        (f'[sft]\nsystem = "{"s" * (128 * 1024)}"\n', "[sft] system: the value is 128 KiB; Linux passes at most"),
+        (f'[env]\nBIG = "{"e" * (130 * 1024)}"\n', "[env] BIG: the value is 130 KiB"),
+        (f'[sft]\nmodel_kwargs = {{a = "{"k" * (128 * 1024)}"}}\n', "[sft] model_kwargs: the value is 128 KiB"),
+        (f'[sft]\noutput_dir = "out/{"n" * 256}"\n', "[sft] output_dir: a file or folder name in this path"),
+        (f'[sft]\ndataset = ["{"d" * 300}.jsonl"]\n', "[sft] dataset: a file or folder name in this path"),
+    ],
+)
+def test_values_the_kernel_or_swift_cannot_take(workdir: Path, body: str, expected: str) -> None:
+    assert expected in failure(workdir, body)
+
+
+def test_an_option_like_value_is_named_by_its_head_only(workdir: Path) -> None:
+    message = failure(workdir, f'[sft]\nsystem = "--{SECRET}={SECRET} tail"\n')
+    assert "[sft] system: the value starts with a dash" in message
+    assert "sk-test" not in message and "tail" not in message  # nothing of a value that names no option
+    assert "[sft] system: the value ('--lora_r') starts" in failure(workdir, '[sft]\nsystem = "--lora_r=4"\n')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 from mhsft.errors import MhsftError
@@ -25,7 +24,7 @@ def path(name: str) -> Path | None:
     if str(given.parent) not in (".", "recipes"):
         return None
     candidate = DIRECTORY / f"{given.name.removesuffix('.toml')}.toml"
-    return candidate if candidate.is_file() else None
+    return candidate if os.path.isfile(candidate) else None  # False for a name too long to exist
 
 
 def description(name: str) -> str:
@@ -45,6 +44,8 @@ def copy(name: str, dest: Path, overwrite: bool = False) -> Path:
         dest = dest.with_name(f"{dest.name}.toml")
     if os.path.exists(dest) and not overwrite:
         raise MhsftError(f"{display(dest)} already exists. Choose another name, or pass --force to replace it.")
+    import shutil  # only here: not worth its import (bz2, lzma) on every call
+
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)

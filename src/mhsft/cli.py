@@ -5,14 +5,16 @@ and an exit code. Heavy packages (swift, torch, swanlab, modelscope) are only im
 that need them, so `--help`, `--dry-run` and `validate` stay fast.
 """
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
-from mhsft import __version__, ui
+from mhsft import __version__, startup, ui
 from mhsft.errors import MhsftError
+
+with startup.deferred_imports("subprocess", "shutil:get_terminal_size"), startup.gc_paused():  # see mhsft.startup
+    import typer
 
 app = typer.Typer(
     name="mhsft",
@@ -68,11 +70,24 @@ NoDataCheckOpt = Annotated[
         "--no-data-check", envvar="MHSFT_NO_DATA_CHECK", help="Skip the dataset gate (`mhsft data check`; not advised)."
     ),
 ]
+
+
+def _finite(value: float | None) -> float | None:
+    """Refuse nan and inf for a number of seconds (click's min= lets both through)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds; give a finite one, e.g. 5.")
+    return value
+
+
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the exact command and exit; start nothing.")]
 TimeoutOpt = Annotated[
     float,
     typer.Option(
-        "--preflight-timeout", min=0.1, metavar="SECONDS", help="Upper bound for the whole SwanLab preflight."
+        "--preflight-timeout",
+        min=0.1,
+        metavar="SECONDS",
+        callback=_finite,
+        help="Upper bound for the whole SwanLab preflight.",
     ),
 ]
 
@@ -349,7 +364,13 @@ def deploy(
     cache_fraction: CacheOpt = None,
     ready_timeout: Annotated[
         float,
-        typer.Option("--ready-timeout", min=1.0, metavar="SECONDS", help="How long to wait for the server to answer."),
+        typer.Option(
+            "--ready-timeout",
+            min=1.0,
+            metavar="SECONDS",
+            callback=_finite,
+            help="How long to wait for the server to answer.",
+        ),
     ] = 900.0,
     set_: SetOpt = [],  # noqa: B006
     env_file: EnvFileOpt = None,
@@ -529,7 +550,9 @@ def doctor(
     set_: SetOpt = [],  # noqa: B006
     env_file: EnvFileOpt = None,
     json_: Annotated[bool, typer.Option("--json", help="Print a JSON document (schema in README) instead.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.5, help="Seconds for each network check.")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.5, callback=_finite, help="Seconds for each network check.")
+    ] = 5.0,
 ) -> None:
     """Check Python, ms-swift, torch/GPUs, flash-attn, backends, SwanLab, ModelScope, .env, disk; exit 1 on a fail."""
     import json
@@ -611,7 +634,8 @@ def recipes_new(
 def main() -> None:
     """Console entry point: run the app, turning `MhsftError` into its message and exit code."""
     try:
-        app(prog_name="mhsft")
+        with startup.trimmed(app, sys.argv[1:]):
+            app(prog_name="mhsft")
     except MhsftError as exc:
         ui.error(exc.message)
         sys.exit(exc.exit_code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from mhsft.render import argv_for, local_paths, localize
 from mhsft.schema import Recipe
 
 COINCIDENCE_LEN = 8
+SWIFT_DEFAULT_REPORTERS = ("tensorboard",)  # ms-swift 4.6 TrainingArguments.report_to
 TRACKED_SECRETS = ("SWANLAB_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN")
 CACHED_REPLACES = ("dataset", "val_dataset", "split_dataset_ratio")  # what a cached dataset stands in for
 
@@ -74,11 +76,47 @@ def ensure_no_secret_on_argv(argv: list[str], env: dict[str, str], environment: 
             )
 
 
+def ensure_fits(argv: list[str], env: dict[str, str], environment: Environment) -> None:
+    """Refuse a command whose arguments and environment together exceed what Linux passes to a new program."""
+    child = {**environment.values, **env}
+    strings = [*argv, *(f"{k}={v}" for k, v in child.items())]
+    size = sum(len(os.fsencode(s)) + 1 + 8 for s in strings)  # bytes, NUL and pointer of each string
+    limit = os.sysconf("SC_ARG_MAX")
+    if size > limit:
+        largest = max(env, key=lambda k: len(env[k]), default=None)
+        hint = f" (the largest variable mhsft sets is {largest})" if largest else ""
+        raise MhsftError(
+            f"swift's command line and environment together take {size // 1024} KiB; Linux passes at most "
+            f"{limit // 1024} KiB to a new program{hint}. Move long values (system prompts, JSON configs) to "
+            "files and give their paths."
+        )
+
+
 def report_to(requested: Any) -> list[str]:
-    """The recipe's reporters with `swanlab` added (and `none` dropped): tracking is always on."""
-    items = [requested] if isinstance(requested, str) else list(requested or [])
+    """The reporters to render, `swanlab` always among them (tracking is always on).
+
+    Unset: ms-swift's own default (`tensorboard`) plus swanlab, so its local logs stay. Set: the recipe's
+    list plus swanlab (`none` dropped).
+    """
+    if requested is None:
+        return [*SWIFT_DEFAULT_REPORTERS, "swanlab"]
+    items = requested if isinstance(requested, list) else [requested]
     kept = [str(r) for r in items if str(r) not in ("none", "swanlab")]
     return [*kept, "swanlab"]
+
+
+def processes(launch_env: dict[str, str]) -> str:
+    """The plan's GPU line: GPUs x processes, and for a multi-node launch nodes, node rank and master."""
+    gpus = launch_env.get("CUDA_VISIBLE_DEVICES", "all visible")
+    per_node = launch_env.get("NPROC_PER_NODE", "1")
+    if "NNODES" not in launch_env:
+        return f"{gpus} x {per_node} process(es)"
+    master = f"{launch_env.get('MASTER_ADDR', '127.0.0.1')}:{launch_env.get('MASTER_PORT', '29500')}"
+    unset = "" if "MASTER_ADDR" in launch_env else " (torchrun's default: set [launch] master_addr)"
+    return (
+        f"{launch_env['NNODES']} node(s) x {per_node} process(es) per node (GPUs {gpus}), "
+        f"node rank {launch_env.get('NODE_RANK', '0')}, master {master}{unset}"
+    )
 
 
 def swanlab_env(recipe: Recipe, cwd: Path, run_id: str | None) -> dict[str, str]:
@@ -118,6 +156,9 @@ def train_plan(
         args = {k: v for k, v in args.items() if k not in CACHED_REPLACES} | cached
     if run_dir is not None:
         args |= {"output_dir": str(run_dir), "add_version": False}
+    reporters_origin = (
+        " (the recipe's report_to + swanlab)" if "report_to" in args else " (ms-swift's default + swanlab)"
+    )
     args["report_to"] = report_to(args.get("report_to"))
     if resume_from is not None:
         args["resume_from_checkpoint"] = str(resume_from)
@@ -133,6 +174,7 @@ def train_plan(
     argv = ["swift", "sft", *argv_for("sft", args, cwd)]
     env = {**recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
     ensure_no_secret_on_argv(argv, env, environment)
+    ensure_fits(argv, env, environment)
     data_key = "dataset" if args.get("dataset") else "cached_dataset"
     dataset = args[data_key] if isinstance(args[data_key], list) else [args[data_key]]
     summary = [
@@ -140,12 +182,9 @@ def train_plan(
         ("model", localize("model", str(args["model"]), cwd)),
         (data_key.replace("_", " "), ", ".join(localize(data_key, str(d), cwd) for d in dataset)),
         ("output dir", str(run_dir or output_dir)),
-        (
-            "GPUs",
-            recipe.launch_env.get("CUDA_VISIBLE_DEVICES", "all visible")
-            + f" x {recipe.launch_env.get('NPROC_PER_NODE', '1')} process(es)",
-        ),
+        ("GPUs", processes(recipe.launch_env)),
         ("SwanLab", f"{s.workspace + '/' if s.workspace else ''}{s.project} ({s.mode}), experiment {s.exp_name}"),
+        ("reporters", " ".join(args["report_to"]) + reporters_origin),
     ]
     if resume_from is not None:
         summary.append(("resume from", str(resume_from)))
@@ -187,6 +226,7 @@ def command_plan(
         child_env = ({"CUDA_VISIBLE_DEVICES": gpus} if gpus else {}) | recipe.env
     child_env |= env or {}
     ensure_no_secret_on_argv(argv, child_env, environment)
+    ensure_fits(argv, child_env, environment)
     inputs = [p for key in ("adapters", "val_dataset") for p in local_paths(key, args.get(key), cwd)]
     return Plan(
         command=command,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,21 @@ TOP_KEYS = ("name", "description", "extends")
 DEFAULTS: dict[str, dict[str, Any]] = {"swanlab": {"project": "mhsft", "mode": "cloud"}}
 DEFAULT_ORIGIN = "mhsft's built-in defaults"
 SET_ORIGIN = "--set"
+MAX_FILE_BYTES = 1 << 20  # a recipe is a few KiB; this bounds what a mistaken path (/dev/zero) costs
+MAX_DEPTH = 32  # arrays/tables nested deeper than this are a mistake (swift's own JSON options need ~4)
+MAX_CHAIN = 32  # `extends` levels
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Expanded(str):
+    """A value that was exactly one `${VAR}`: validation gives it the type its key expects (int, float, bool)."""
+
+    variable: str
+
+    def __new__(cls, text: str, variable: str) -> Expanded:
+        value = super().__new__(cls, text)
+        value.variable = variable
+        return value
 
 
 @dataclass
@@ -43,26 +58,82 @@ class RawRecipe:
 
     def where(self, section: str, key: str | None = None) -> str:
         """'recipes/x.toml, [sft] model' for messages."""
-        origin = self.origins.get(f"{section}.{key}" if key else section, display(self.path))
+        origin = self.origins.get(f"{section}.{key}" if key else section) or display(self.path)
         if key is None:
             return f"{origin}, [{section}]" if section in SECTIONS else f"{origin}, `{section}`"
         return f"{origin}, [{section}] {key}"
 
 
-def read_toml(path: Path, role: str = "recipe") -> dict[str, Any]:
-    """Parse one TOML file, turning every way it can be unreadable into a clear error."""
+def _read_regular(path: Path, role: str) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES; devices, FIFOs and sockets are refused unopened."""
     shown = display(path)
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         raise MhsftError(
             f"{role} file {shown} does not exist. Check the path, or run `mhsft recipes list` "
             "to see the built-in recipes."
         ) from None
-    except (IsADirectoryError, PermissionError) as exc:
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise MhsftError(
-            f"{role} file {shown} cannot be read ({exc.strerror}). Give the path of a .toml file you can read."
+            f"{role} file {shown} cannot be read ({reason}). Give the path of a .toml file you can read."
         ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket, not a regular file"
+            raise MhsftError(f"{role} file {shown} cannot be read (it is {kind}). Give the path of a .toml file.")
+        raw = os.read(fd, MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise MhsftError(
+            f"{role} file {shown} cannot be read ({exc.strerror or exc}). Give the path of a .toml file."
+        ) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_FILE_BYTES:
+        raise MhsftError(
+            f"{role} file {shown} is larger than {MAX_FILE_BYTES >> 20} MiB: that is not a recipe. Check the path."
+        )
+    return raw
+
+
+def depth(value: Any) -> int:
+    """How deeply arrays and tables nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def loads(text: str, where: str) -> dict[str, Any]:
+    """`tomllib.loads`, with absurd nesting or integers as one-paragraph errors (syntax errors pass through)."""
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        data = None  # reported below with the other nesting errors
+    except ValueError as exc:
+        if isinstance(exc, tomllib.TOMLDecodeError):
+            raise
+        reason = str(exc).split(":")[0]  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise MhsftError(f"{where} holds a value that cannot be read ({reason}). Write a smaller number.") from None
+    if data is None or depth(data) > MAX_DEPTH:
+        raise MhsftError(
+            f"{where} nests arrays or tables more than {MAX_DEPTH} levels deep. No swift option needs that; "
+            "flatten the value."
+        )
+    return data
+
+
+def read_toml(path: Path, role: str = "recipe") -> dict[str, Any]:
+    """Parse one TOML file, turning every way it can be unreadable into a clear error."""
+    shown = display(path)
+    raw = _read_regular(path, role)
     try:
         if b"\x00" in raw:
             raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
@@ -73,7 +144,7 @@ def read_toml(path: Path, role: str = "recipe") -> dict[str, Any]:
             "text file; start from `mhsft recipes new NAME --from qwen7b`."
         ) from None
     try:
-        data = tomllib.loads(text)
+        data = loads(text, f"{role} file {shown}")
     except tomllib.TOMLDecodeError as exc:
         raise MhsftError(
             f"{role} file {shown} has a TOML syntax error: {exc}. Fix that line; strings need "
@@ -128,6 +199,10 @@ def resolve(ref: str, base_dir: Path | None = None) -> Path | None:
 
 
 def _load_chain(path: Path, stack: tuple[Path, ...]) -> list[tuple[Path, dict[str, Any]]]:
+    if len(stack) >= MAX_CHAIN:
+        raise MhsftError(
+            f"{display(path)}: `extends` goes more than {MAX_CHAIN} levels deep. Shorten the chain of recipes."
+        )
     seen = [p.resolve() for p in stack]
     if path.resolve() in seen:
         cycle = " -> ".join(display(p) for p in (*stack[seen.index(path.resolve()) :], path))
@@ -166,7 +241,7 @@ def parse_override(text: str) -> tuple[str, str | None, Any]:
             f"The sections are {', '.join(SECTIONS)}; e.g. --set sft.num_train_epochs=2."
         )
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        value = loads(f"v = {raw}", f"--set {target.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return section, key.strip(), value
@@ -200,6 +275,9 @@ def _interpolate(value: Any, env: Environment, where: str) -> Any:
             f"or .env, or write ${{{name}:-default}} in the recipe."
         )
 
+    whole = _VAR.fullmatch(value)
+    if whole and whole.group(1):
+        return Expanded(substitute(whole), whole.group(1))
     return _VAR.sub(substitute, value)
 
 

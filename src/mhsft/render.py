@@ -8,12 +8,14 @@ in args.json (a relative model path makes a later `swift infer` elsewhere try to
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+from mhsft.errors import MhsftError
 from mhsft.paths import absolute, exists
-from mhsft.swift_args import specs
+from mhsft.swift_args import COMMANDS, specs
 
 PATH_KEYS = frozenset(
     {
@@ -41,6 +43,8 @@ MAYBE_PATH_KEYS = frozenset(
         "cached_val_dataset",
     }
 )
+MAX_TOKEN_BYTES = 128 * 1024 - 1  # Linux refuses a longer single argument or variable (MAX_ARG_STRLEN)
+_NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse's test for a negative number (a value, not an option)
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".txt", ".parquet", ".py")
 _SAMPLE_SUFFIX = re.compile(r"#\d+$")
 
@@ -77,7 +81,47 @@ def token(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, float) and value < 0 and "e" in repr(value):
+        from decimal import Decimal  # rare: not worth its import on every call
+
+        return format(Decimal(repr(value)), "f")  # -1e-05 would read as an option; -0.00001 does not
     return str(value)
+
+
+def read_as_option(token: str) -> bool:
+    """Whether swift's argparse (or torchrun's) would take this value for an option or the `--` separator.
+
+    Every value starting with `--` counts (argparse reads most of them as options, prefixes included); a
+    single dash is an option unless the token is `-` alone, a negative number, or holds a space and does
+    not start with `-h` (the one short option).
+    """
+    if not token.startswith("-") or token == "-" or _NEGATIVE.match(token):
+        return False
+    return token.startswith(("--", "-h")) or " " not in token
+
+
+def _option_named(token: str) -> str:
+    """` ('--report_to')` when the value starts with (a prefix of) a swift option; else nothing of the value."""
+    head = token.split("=")[0].split(" ")[0]
+    names = (name for command in COMMANDS for name in specs(command))
+    if head in ("--", "-h") or (head.startswith("--") and any(name.startswith(head[2:]) for name in names)):
+        return f" ('{head}')"
+    return ""
+
+
+def check_token(token: str, where: str, option_like: bool = True) -> None:
+    """Refuse a value that swift would misread as an option, or that is too long for the kernel to pass."""
+    if option_like and read_as_option(token):
+        raise MhsftError(
+            f"{where}: the value{_option_named(token)} starts with a dash, so swift's parser would read it as an "
+            "option and not as this value (a way to smuggle options such as --report_to onto the command line). "
+            "Remove the leading dash; write a path starting with a dash as ./-name."
+        )
+    if len(os.fsencode(token)) > MAX_TOKEN_BYTES:
+        raise MhsftError(
+            f"{where}: the value is {len(os.fsencode(token)) // 1024} KiB; Linux passes at most 128 KiB in one "
+            "argument or variable. Put long text (a system prompt, a JSON config) in a file and give its path."
+        )
 
 
 def argv_for(command: str, args: dict[str, Any], cwd: Path) -> list[str]:
@@ -91,4 +135,6 @@ def argv_for(command: str, args: dict[str, Any], cwd: Path) -> list[str]:
             continue
         out.append(f"--{key}")
         out.extend(localize(key, token(v), cwd) if isinstance(v, str) else token(v) for v in items)
+        for rendered in out[len(out) - len(items) :]:
+            check_token(rendered, f"swift {command} --{key}")
     return out

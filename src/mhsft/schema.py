@@ -6,17 +6,18 @@ Swift sections are checked against the argument names, kinds and choices of the 
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from mhsft.environment import is_secret_key, is_secret_name
 from mhsft.errors import MhsftError
-from mhsft.recipe import SECTIONS, RawRecipe, type_name
-from mhsft.render import MAYBE_PATH_KEYS, PATH_KEYS
+from mhsft.recipe import SECTIONS, Expanded, RawRecipe, type_name
+from mhsft.render import MAYBE_PATH_KEYS, PATH_KEYS, check_token, token
 from mhsft.swift_args import COMMANDS, ArgSpec, specs, suggest, swift_version
 
 FLASH_ATTN = ("flash_attn", "flash_attention_2", "flash_attention_3", "flash_attention_4")
@@ -87,6 +88,8 @@ NESTED_SWANLAB = tuple(
     f"SWANLAB_{n}" for n in ("PROJECT", "EXPERIMENT", "RUN", "TERMINAL", "INTEGRATION", "CORE", "PROBE")
 )
 SWANLAB_NAME = re.compile(r"^[0-9a-zA-Z_\-+.]{1,100}$")  # what swanlab.init accepts for a project
+HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%][A-Za-z0-9_.:\[\]%-]*$")  # a name, IPv4 or IPv6 address; no leading dash
+NAME_MAX = 255  # bytes in one file or folder name
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -143,7 +146,6 @@ class Recipe:
     description: str
     path: Path
     chain: tuple[Path, ...]
-    sha256: str
     swanlab: SwanlabSettings
     launch_env: dict[str, str]
     env: dict[str, str]
@@ -152,6 +154,13 @@ class Recipe:
     resolved: dict[str, Any]
     data_check: DataBudget = DataBudget()
     slurm: SlurmSettings | None = None
+
+    @cached_property
+    def sha256(self) -> str:
+        """The hash of the resolved recipe, recorded with every run (hashlib loads OpenSSL: only when needed)."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _err(where: str, message: str) -> MhsftError:
@@ -183,6 +192,7 @@ def _scalar_ok(kind: str, value: Any) -> bool:
     return kind == "str" and isinstance(value, (str, int, float))
 
 
+BOOL_WORDS = {w: True for w in ("true", "yes", "y", "t", "1")} | {w: False for w in ("false", "no", "n", "f", "0")}
 _EXPECT = {
     "bool": "true or false",
     "int": "an integer",
@@ -199,20 +209,46 @@ def shown(value: Any) -> str:
     return str(value) if isinstance(value, (bool, int, float)) else ""
 
 
-def check_value(kind: str, is_list: bool, choices: tuple[Any, ...], value: Any, where: str) -> Any:
-    """Check one value against a kind (and list-ness, choices); return it, lists kept as lists."""
+def typed(kind: str, value: Any, where: str) -> Any:
+    """A value that was exactly one `${VAR}` converted to `kind` (int, float, bool); other values unchanged."""
+    if not isinstance(value, Expanded) or kind not in ("int", "float", "bool"):
+        return value
+    text = value.strip()
+    try:
+        if kind == "bool" and text.lower() in BOOL_WORDS:
+            return BOOL_WORDS[text.lower()]
+        if kind != "bool":
+            return int(text) if kind == "int" else float(text)
+    except ValueError:
+        pass
+    raise _err(
+        where,
+        f"${{{value.variable}}} expands to {shown(str(value))}, but this key takes {_EXPECT[kind]}. Set "
+        f"{value.variable} (in your environment or .env) to {_EXPECT[kind]}, or change the default after :-.",
+    )
+
+
+def check_value(kind: str, is_list: bool, choices: tuple[Any, ...], value: Any, where: str, argv: bool = True) -> Any:
+    """Check one value against a kind (and list-ness, choices); return it typed, lists kept as lists.
+
+    `argv`: the value goes on a command line, so it must not read as an option there.
+    """
     items = value if is_list and isinstance(value, list) else [value]
     if not is_list and isinstance(value, list) and kind != "json":
         raise _err(where, f"expected {_EXPECT[kind]}, got an array. This option takes a single value.")
+    checked = []
     for item in items:
-        if not _scalar_ok(kind, item):
+        item = typed(kind, item, where)
+        if not _scalar_ok(kind, item) or (is_list and kind == "str" and not isinstance(item, str)):
             many = " (or an array of them)" if is_list else ""
             nul = isinstance(item, str) and "\x00" in item
             got = "a string with a NUL character" if nul else f"{type_name(item)} {shown(item)}"
             raise _err(where, f"expected {_EXPECT[kind]}{many}, got {got.strip()}.")
         if choices and str(item) not in {str(c) for c in choices}:
             raise _err(where, f"{shown(item)} is not one of {', '.join(map(str, choices))}.")
-    return value
+        check_token(token(item), where, option_like=argv)
+        checked.append(item)
+    return checked if is_list and isinstance(value, list) else checked[0]
 
 
 def check_options(command: str, options: dict[str, tuple[str, Any]]) -> dict[str, Any]:
@@ -306,11 +342,21 @@ def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[st
             value = backend
         spec: ArgSpec = specs(section)[name]
         out[name] = check_value(spec.kind, spec.list, spec.choices, value, raw.where(section, key))
-        if name in PATH_KEYS | MAYBE_PATH_KEYS and any(
-            isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])
-        ):
-            raise _err(raw.where(section, key), "an empty path: give a file, a folder or a hub id, or remove it.")
+        if name in PATH_KEYS | MAYBE_PATH_KEYS:
+            _check_paths(out[name], raw.where(section, key))
     return out
+
+
+def _check_paths(value: Any, where: str) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str) and not item.strip():
+            raise _err(where, "an empty path: give a file, a folder or a hub id, or remove it.")
+        if isinstance(item, str) and any(len(os.fsencode(part)) > NAME_MAX for part in item.split("/")):
+            raise _err(
+                where,
+                f"a file or folder name in this path is longer than {NAME_MAX} bytes, which no file system "
+                "allows. Shorten it.",
+            )
 
 
 def _given(value: Any) -> bool:
@@ -403,7 +449,11 @@ def _launch(raw: RawRecipe) -> dict[str, str]:
         kind, var = LAUNCH_KEYS[key]
         if key == "gpus" and isinstance(value, list):
             value = ",".join(str(check_value("int", False, (), v, where)) for v in value)
-        check_value(kind, False, (), value, where)
+        value = check_value(kind, False, (), value, where, argv=False)
+        if key == "master_addr" and not HOST.match(value):
+            raise _err(
+                where, f"{shown(value)} is not a host name or IP address (torchrun reads it on its command line)."
+            )
         if kind == "int" and value < (0 if key == "node_rank" else 1):
             raise _err(where, f"must be {'>= 0' if key == 'node_rank' else '>= 1'}, got {value}.")
         env[var] = str(value)
@@ -490,7 +540,7 @@ def _env(raw: RawRecipe) -> dict[str, str]:
                 "swanlab.init, after the model has loaded). Remove it; use the [swanlab] section.",
             )
         if not isinstance(value, bool):
-            check_value("str", False, (), value, where)
+            check_value("str", False, (), value, where, argv=False)
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
 
@@ -522,14 +572,12 @@ def validate(raw: RawRecipe) -> Recipe:
     _check_sft(raw, args["sft"])
     resolved = {k: raw.data[k] for k in ("name", "description") if k in raw.data}
     resolved |= {s: raw.data[s] for s in SECTIONS if raw.data[s]}
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
     launch_env = _launch(raw)
     return Recipe(
         name=str(raw.data["name"]),
         description=str(raw.data.get("description", "")),
         path=raw.path,
         chain=tuple(raw.chain),
-        sha256=digest,
         swanlab=_swanlab(raw),
         launch_env=launch_env,
         env=_env(raw),

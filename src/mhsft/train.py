@@ -14,6 +14,7 @@ from mhsft.launch import ensure_inputs, environment_for, load_recipe, show
 from mhsft.plan import Plan, train_plan
 from mhsft.schema import Recipe
 
+GATE_LINE = ("data check", "first (mhsft data check); swift then trains from its --cached_dataset")
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -116,8 +117,7 @@ def train(
     run_id = run_id or new_swanlab_run_id()
     plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from)
     if data_check:
-        gate_line = ("data check", "first (mhsft data check); swift then trains from its --cached_dataset")
-        plan = replace(plan, summary=[*plan.summary, gate_line])
+        plan = replace(plan, summary=[*plan.summary, GATE_LINE])
     if show(plan, dry_run):
         return 0
     from mhsft.launch import execute

@@ -22,7 +22,7 @@ from mhsft.plan import Plan, train_plan
 from mhsft.runs import find, new_record, version_dirs
 from mhsft.schema import Recipe, SlurmSettings
 from mhsft.slurm import client, script
-from mhsft.train import checks_before_start, new_swanlab_run_id
+from mhsft.train import GATE_LINE, checks_before_start, new_swanlab_run_id
 from mhsft.view.links import for_record
 
 SLURM_DIR = Path(".mhsft") / "slurm"
@@ -95,7 +95,14 @@ def submit(
     batch = cwd / SLURM_DIR / f"{record.id}.sbatch"
     text = script.batch_script(settings, record.id, sys.executable, cwd, ref, plan.shell_line())
     processes = settings.gpus_per_node or int(recipe.launch_env.get("NPROC_PER_NODE", "1"))
-    ui.pairs([*plan.summary, ("Slurm", f"{settings.nodes} node(s) x {processes} process(es), job {settings.job_name}")])
+    gate = [GATE_LINE] if data_check else []
+    ui.pairs(
+        [
+            *plan.summary,
+            *gate,
+            ("Slurm", f"{settings.nodes} node(s) x {processes} process(es), job {settings.job_name}"),
+        ]
+    )
     if dry_run:
         for path in plan.missing_inputs():
             ui.warn(f"{path} does not exist; the job would fail on it.")
