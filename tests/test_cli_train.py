@@ -37,6 +37,7 @@ def test_train_passes_the_key_only_through_the_environment(workdir, env, fake_sw
     assert not any(SECRET in tok for tok in call["argv"])
     assert "--swanlab_token" not in call["argv"] and "--hub_token" not in call["argv"]
     assert call["env"]["SWANLAB_API_KEY"] == SECRET  # from .env, into the child's environment
+    assert "HF_TOKEN" not in call["env"]  # a local run gets no hub token
     assert "SWANLAB_PROJECT" not in call["env"]
     argv = call["argv"]
     assert argv[argv.index("--report_to") + 1] == "swanlab"
@@ -45,7 +46,7 @@ def test_train_passes_the_key_only_through_the_environment(workdir, env, fake_sw
     assert SECRET not in result.stdout + result.stderr
     (rec,) = records(workdir)
     assert rec["status"] == "succeeded" and rec["exit_code"] == 0
-    assert rec["secrets"] == ["SWANLAB_API_KEY", "HF_TOKEN"]
+    assert rec["secrets"] == ["SWANLAB_API_KEY"]
     assert rec["run_dir"] == str(workdir / "out" / "v0-20260101-000000")
     assert rec["argv"][:2] == ["swift", "sft"] and rec["versions"]["mhsft"]
     assert rec["recipe"].endswith("r.toml") and len(rec["recipe_sha256"]) == 64
