@@ -132,3 +132,32 @@ def test_local_mode_checks_the_log_dir(workdir, env, fake_swift) -> None:
     write(workdir / "a-file", "")  # a folder cannot be made under a file, even by root
     result = mhsft("preflight", "l.toml", "--set", "swanlab.log_dir=a-file/x", env=env, cwd=workdir)
     assert result.returncode == 3 and "not writable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "step"),
+    [
+        ("stall_lookup", "during the workspace and project lookup"),
+        ("trickle_login", "during the login"),
+        ("huge_login", "during the login"),
+        ("hang", ""),
+    ],
+)
+def test_a_stall_after_any_step_ends_within_the_timeout_and_says_so(
+    workdir, env, fake_swift, cloud, behaviour, step
+) -> None:
+    cloud.behaviour, cloud.delay = behaviour, 30
+    started = time.monotonic()
+    result = mhsft(
+        "preflight",
+        cloud_recipe(workdir, cloud.url),
+        "--preflight-timeout",
+        "2",
+        env=env | {"SWANLAB_API_KEY": GOOD},
+        cwd=workdir,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 3, result.stderr
+    assert "SwanLab preflight failed" in result.stderr and "Fix:" in result.stderr and step in result.stderr
+    assert "Traceback" not in result.stderr
+    assert elapsed < 2 + 2.5, f"{behaviour}: {elapsed:.1f} s"  # mhsft's own start-up (~0.5 s) + the kill grace
