@@ -10,7 +10,7 @@ from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe, show
-from mhsft.plan import train_plan
+from mhsft.plan import Plan, train_plan
 from mhsft.schema import Recipe
 
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -43,11 +43,18 @@ def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
     return checkpoints.latest(run_dir), owner.swanlab_run_id if owner else None  # type: ignore[return-value]
 
 
-def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> None:
-    """The SwanLab checks that must pass before swift starts (exit 3 otherwise)."""
+def run_preflight(recipe: Recipe, environment: Environment, timeout: float, plan: Plan | None = None) -> None:
+    """The SwanLab checks, and the login to each hub whose token swift gets, that must pass before swift
+    starts (exit 3 otherwise); both run at once, each within `timeout`."""
+    from mhsft.hub_check import Logins
     from mhsft.swanlab_check import preflight
 
+    plan = plan or train_plan(recipe, environment, Path.cwd())
+    logins = Logins(plan.hubs, environment, timeout)
     ui.info(preflight(recipe, environment, timeout))
+    hubs_line = logins.outcome()
+    if hubs_line:
+        ui.info(hubs_line)
 
 
 def train(
@@ -78,7 +85,7 @@ def train(
 
     executable(plan.argv[0])
     if check:
-        run_preflight(recipe, environment, timeout)
+        run_preflight(recipe, environment, timeout, plan)
     else:
         ui.warn(
             "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
