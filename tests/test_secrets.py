@@ -4,6 +4,7 @@ and redaction of everything mhsft prints (usage errors and tracebacks of bugs in
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -118,9 +119,7 @@ def test_a_bug_prints_a_masked_traceback_and_exits_non_zero(workdir: Path, env) 
     assert SECRET not in result.stderr + result.stdout
 
 
-def mhsft_code(code: str, args: list[str], env: dict, cwd: Path):
-    import subprocess
-
+def mhsft_code(code: str, args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
     )

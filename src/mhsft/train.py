@@ -88,8 +88,8 @@ def train(
         run_preflight(recipe, environment, timeout, plan)
     else:
         ui.warn(
-            "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
-            "after the model has loaded."
+            "--no-preflight: SwanLab and the hub login are not checked; a bad key or an unreachable server will "
+            "only show up after the model has loaded."
         )
     return execute(
         plan,
