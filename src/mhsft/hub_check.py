@@ -120,7 +120,7 @@ class Logins:
         """None when no hub is used; else the success line, or `MhsftError` (exit 3) with the cause."""
         if not self.hubs:
             return None
-        self.thread.join(self.timeout + isolated.KILL_GRACE_S + 1)
+        self.thread.join(self.timeout + 1)
         done = list(self.results)
         failed = [c for c in done if c.status != OK] or ([] if done else [Check("hub login", FAIL, "no answer")])
         if failed:

@@ -27,7 +27,7 @@ from typing import Any
 from mhsft.checks import FAIL, Check
 
 Emit = Callable[[str, Any], None]
-KILL_GRACE_S = 0.25  # beyond the timeout: the child's own per-request timeouts normally end it first
+KILL_GRACE_S = 0.25  # the child's own deadline comes this much before the kill, so that it can report first
 
 
 @dataclass
@@ -57,10 +57,10 @@ def _read(stream: Any, outcome: Outcome) -> None:
 
 
 def run(target: str, args: Mapping[str, Any], timeout: float, env: Mapping[str, str]) -> Outcome:
-    """Run `target` ("module:function") in a child given `env`; stop it `timeout` + a grace period from now."""
-    deadline = time.monotonic() + timeout + KILL_GRACE_S
+    """Run `target` ("module:function") in a child given `env`; kill it `timeout` seconds from now."""
+    deadline = time.monotonic() + timeout
     outcome = Outcome()
-    payload = json.dumps({"target": target, "args": dict(args), "deadline_s": timeout})
+    payload = json.dumps({"target": target, "args": dict(args), "deadline_s": max(0.1, timeout - KILL_GRACE_S)})
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mhsft.isolated"],
