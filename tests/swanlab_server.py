@@ -59,6 +59,12 @@ class SwanLabCloud:
                     return
 
             def _handle(self) -> None:
+                try:
+                    self._answer()
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a stall mode)
+                    pass
+
+            def _answer(self) -> None:
                 cloud.requests.append((self.command, self.path, dict(self.headers)))
                 length = int(self.headers.get("content-length") or 0)
                 if length:
