@@ -7,14 +7,13 @@ happens in a network namespace that has only loopback. Slow (a real sft): marked
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import base_env
+from conftest import base_env, loopback_only
 
 pytestmark = pytest.mark.e2e
 
@@ -36,15 +35,6 @@ def hook(event, args):
 if LOG:
     sys.addaudithook(hook)
 """
-
-
-def loopback_only() -> list[str]:
-    """A command prefix that runs in a new network namespace with only `lo` up, or [] where not permitted."""
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return []
-    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
-        return []
-    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 
 
 def test_a_local_train_makes_no_outside_lookup(tmp_path: Path) -> None:

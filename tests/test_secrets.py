@@ -17,7 +17,7 @@ from mhsft.environment import Environment, is_secret_key, is_secret_name, redact
 from mhsft.plan import command_plan
 from mhsft.swift_args import specs
 
-from conftest import SECRET, local_recipe, mhsft, write
+from conftest import SECRET, local_recipe, loopback_only, mhsft, write
 
 GOOD_MS = "ms-good-token-0123456789"
 # names from ms-swift 4.6's own environment variables (os.environ / get_env_args in the installed source)
@@ -204,18 +204,29 @@ def hub():
     server.stop()
 
 
-def hub_train(workdir: Path, env: dict, token: str, endpoint: str, model: str = "Qwen/Qwen2.5-0.5B", timeout="5"):
+def hub_train(
+    workdir: Path, env: dict, token: str, endpoint: str, model: str = "Qwen/Qwen2.5-0.5B", timeout="5", prefix=()
+):
     local_recipe(workdir)
     started = time.monotonic()
-    result = mhsft(
-        "train",
-        "r.toml",
-        "--set",
-        f"sft.model={model}",
-        "--preflight-timeout",
-        timeout,
+    result = subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "mhsft",
+            "train",
+            "r.toml",
+            "--set",
+            f"sft.model={model}",
+            "--preflight-timeout",
+            timeout,
+        ],
         env=env | {"MODELSCOPE_API_TOKEN": token, "MODELSCOPE_ENDPOINT": endpoint},
         cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return result, time.monotonic() - started
 
@@ -238,16 +249,18 @@ def test_a_hub_run_logs_in_first_with_modelscopes_sdk(workdir: Path, env, fake_s
     ],
 )
 def test_a_failing_hub_login_stops_before_swift_with_the_cause(workdir, env, fake_swift, hub, case, expected) -> None:
-    token, url = GOOD_MS, hub.url
+    token, url, prefix = GOOD_MS, hub.url, []
     if case == "rejected":
         token = f"ms-{SECRET}"
-    elif case == "dns":
-        url = "http://modelscope.invalid"
+    elif case == "dns":  # in a loopback-only network namespace, so that no lookup leaves the machine
+        url, prefix = "http://modelscope.invalid", loopback_only()
+        if not prefix:
+            pytest.skip("a DNS failure is tested only where `unshare -n` is allowed (no lookup may leave the machine)")
     elif case == "refused":
         url = "http://127.0.0.1:9"
     else:
         hub.behaviour = "hang"
-    result, elapsed = hub_train(workdir, env, token, url, timeout="3")
+    result, elapsed = hub_train(workdir, env, token, url, timeout="3", prefix=prefix)
     assert result.returncode == 3, result.stderr
     assert "hub preflight failed (modelscope login)" in result.stderr and expected in result.stderr
     assert "Fix:" in result.stderr and "Traceback" not in result.stderr and SECRET not in result.stderr
