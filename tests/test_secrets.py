@@ -284,3 +284,14 @@ def test_doctor_says_which_runs_take_the_hub_token(workdir: Path, env) -> None:
     report = json.loads(mhsft("doctor", "h.toml", "--json", "--timeout", "1", env=env, cwd=workdir).stdout)
     detail = {c["name"]: c for c in report["checks"]}["hub token"]["detail"]
     assert "Qwen/Qwen2.5-0.5B" in detail and "MODELSCOPE_API_TOKEN" in detail
+
+
+def test_a_hugging_face_run_logs_in_with_huggingface_hub(workdir: Path, env, hub) -> None:
+    hub.tokens["hf_good_token_0123456789"] = "bob"
+    local_recipe(workdir, "use_hf = true\n")
+    args = ("preflight", "r.toml", "--set", "sft.model=Qwen/Qwen2.5-0.5B")
+    good = mhsft(*args, env=env | {"HF_TOKEN": "hf_good_token_0123456789", "HF_ENDPOINT": hub.url}, cwd=workdir)
+    assert good.returncode == 0 and f"hf ok: HF_TOKEN accepted by {hub.url} for bob" in good.stderr
+    bad = mhsft(*args, env=env | {"HF_TOKEN": f"hf_{SECRET}", "HF_ENDPOINT": hub.url}, cwd=workdir)
+    assert bad.returncode == 3 and "HF_TOKEN was rejected" in bad.stderr and SECRET not in bad.stderr
+    assert ("GET", "/api/whoami-v2") in hub.requests

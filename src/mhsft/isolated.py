@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -107,6 +108,7 @@ def main() -> None:
     protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # SDK banners and logs go to the scratch file, never into the protocol
     request = json.load(sys.stdin)
+    signal.alarm(math.ceil(request["deadline_s"]) + 2)  # ends the child even if mhsft died before killing it
     lock = threading.Lock()
 
     def emit(kind: str, value: Any) -> None:
