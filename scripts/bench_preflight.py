@@ -2,8 +2,9 @@
 
 Usage:  .venv/bin/python scripts/bench_preflight.py [--timeout 5]
 Uses the SwanLab stand-in from tests/swanlab_server.py on 127.0.0.1 and the real swanlab SDK inside
-`mhsft preflight`. Prints wall time and exit code per case (goal: failures in seconds, bounded by the timeout;
-doctor under 15 s). Not a test: timings depend on the machine.
+`mhsft preflight`. Prints wall time (of the whole `mhsft preflight` process) and exit code per case (goal:
+failures in seconds, stalls bounded by the timeout plus a small constant; doctor under 15 s).
+Not a test: timings depend on the machine.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SWANLAB_", "MODELSCOPE_", "HF_"))}
     env["HOME"] = str(work)
     ok, hanging = SwanLabCloud().start(), SwanLabCloud(behaviour="hang", delay=120).start()
+    stalls = {b: SwanLabCloud(behaviour=b, delay=120).start() for b in ("stall_lookup", "trickle_login", "huge_login")}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -50,6 +52,7 @@ def main() -> None:
         "connection refused": (refused, GOOD),
         "DNS failure": ("http://swanlab.invalid", GOOD),
         f"hanging server (timeout {timeout} s)": (hanging.url, GOOD),
+        **{f"{b} (timeout {timeout} s)": (server.url, GOOD) for b, server in stalls.items()},
     }
     for name, (host, key) in cases.items():
         seconds, code, last = run(
@@ -70,8 +73,8 @@ def main() -> None:
         work,
     )
     print(f"doctor, SwanLab host hanging                  {seconds:6.2f} s  exit {code}")
-    ok.stop()
-    hanging.stop()
+    for server in (ok, hanging, *stalls.values()):
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SECRET = "sk-test-SECRET-0123456789abcdef"  # a recognisable fake key; must never show up anywhere
+CLOSED = "http://127.0.0.1:9"  # nothing listens there: connection refused at once
 
 
 def base_env(home: Path) -> dict[str, str]:
@@ -28,6 +30,10 @@ def base_env(home: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "MODELSCOPE_CACHE": str(home / "modelscope"),
         "SWANLAB_ROOT": str(home / ".swanlab"),
+        # nothing beyond 127.0.0.1: hosts a test does not set point at a closed loopback port
+        "SWANLAB_API_HOST": CLOSED,
+        "MODELSCOPE_ENDPOINT": CLOSED,
+        "HF_ENDPOINT": CLOSED,
     }
     return env
 
@@ -123,3 +129,13 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def loopback_only() -> list[str]:
+    """A command prefix that runs in a new network namespace with only `lo` up (root and `unshare -n` needed),
+    or [] where the machine does not allow one."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return []
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        return []
+    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]

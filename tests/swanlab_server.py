@@ -2,11 +2,14 @@
 
 It follows swanlab 0.10.3's protocol (see ../shared/design.md): `GET /api` answers OK, `POST /api/login/api_key`
 takes the raw key in `authorization`, `GET /api/group/{ws}` and `GET /api/project/{ws}/{proj}` answer 200 or 404.
-`behaviour` switches it to answer 401 to everyone, 500 to everything, or hang for `delay` seconds.
+`behaviour` switches it to answer 500 to everything or hang for `delay` seconds, or to stall only after a good
+login: `stall_lookup` hangs the workspace/project lookups, `trickle_login` sends the login answer one byte
+every 0.2 s, `huge_login` announces a 1 GiB login answer and streams it slowly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -19,7 +22,7 @@ class SwanLabCloud:
     keys: dict[str, str] = field(default_factory=lambda: {"good-key-0123456789": "alice"})
     workspaces: set[str] = field(default_factory=lambda: {"alice", "team"})
     projects: set[str] = field(default_factory=lambda: {"alice/existing"})
-    behaviour: str = "ok"  # ok | 500 | hang
+    behaviour: str = "ok"  # ok | 500 | hang | stall_lookup | trickle_login | huge_login
     delay: float = 30.0
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
 
@@ -38,7 +41,29 @@ class SwanLabCloud:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def _stream(self, raw: bytes, huge: bool) -> None:
+                """A 200 answer sent slowly: byte by byte, or (huge) 1 GiB announced and sent in small chunks."""
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(2**30 if huge else len(raw)))
+                self.end_headers()
+                deadline = time.monotonic() + cloud.delay
+                chunks = iter(lambda: b" " * 65536, None) if huge else (raw[i : i + 1] for i in range(len(raw)))
+                try:
+                    for chunk in chunks:
+                        if time.monotonic() > deadline:
+                            return
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        time.sleep(0.01 if huge else 0.2)
+                except OSError:
+                    return
+
             def _handle(self) -> None:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (stall modes)
+                    self._answer()
+
+            def _answer(self) -> None:
                 cloud.requests.append((self.command, self.path, dict(self.headers)))
                 length = int(self.headers.get("content-length") or 0)
                 if length:
@@ -54,14 +79,16 @@ class SwanLabCloud:
                 if self.command == "POST" and path == "/api/login/api_key":
                     if user is None:
                         return self._send(401, {"code": "Unauthorized", "message": "api key invalid"})
-                    return self._send(
-                        200,
-                        {
-                            "sid": f"sid-{user}",
-                            "expiredAt": "2099-01-01T00:00:00.000Z",
-                            "userInfo": {"username": user, "name": user.title()},
-                        },
-                    )
+                    answer = {
+                        "sid": f"sid-{user}",
+                        "expiredAt": "2099-01-01T00:00:00.000Z",
+                        "userInfo": {"username": user, "name": user.title()},
+                    }
+                    if cloud.behaviour in ("trickle_login", "huge_login"):
+                        return self._stream(json.dumps(answer).encode(), cloud.behaviour == "huge_login")
+                    return self._send(200, answer)
+                if cloud.behaviour == "stall_lookup":
+                    time.sleep(cloud.delay)
                 parts = path.split("/")
                 if self.command == "GET" and path.startswith("/api/group/"):
                     ws = parts[3]

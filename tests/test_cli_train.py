@@ -37,6 +37,7 @@ def test_train_passes_the_key_only_through_the_environment(workdir, env, fake_sw
     assert not any(SECRET in tok for tok in call["argv"])
     assert "--swanlab_token" not in call["argv"] and "--hub_token" not in call["argv"]
     assert call["env"]["SWANLAB_API_KEY"] == SECRET  # from .env, into the child's environment
+    assert "HF_TOKEN" not in call["env"]  # a local run gets no hub token
     assert "SWANLAB_PROJECT" not in call["env"]
     argv = call["argv"]
     assert argv[argv.index("--report_to") + 1 : argv.index("--report_to") + 3] == ["tensorboard", "swanlab"]
@@ -45,7 +46,7 @@ def test_train_passes_the_key_only_through_the_environment(workdir, env, fake_sw
     assert SECRET not in result.stdout + result.stderr
     (rec,) = records(workdir)
     assert rec["status"] == "succeeded" and rec["exit_code"] == 0
-    assert rec["secrets"] == ["SWANLAB_API_KEY", "HF_TOKEN"]
+    assert rec["secrets"] == ["SWANLAB_API_KEY"]
     run_dir = Path(rec["run_dir"])  # the vN folder mhsft chose and passed to swift, which wrote into it
     assert run_dir.parent == workdir / "out" and re.fullmatch(r"v0-\d{8}-\d{6}", run_dir.name)
     assert argv[argv.index("--output_dir") + 1] == str(run_dir) and argv[argv.index("--add_version") + 1] == "false"

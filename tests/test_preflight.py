@@ -30,7 +30,7 @@ def cloud_recipe(workdir, url: str, extra: str = "") -> str:
     return "c.toml"
 
 
-def train(workdir, env, *args: str, key: str | None = GOOD, timeout: str = "2"):
+def train(workdir, env, *args: str, key: str | None = GOOD, timeout: str = "5"):
     e = env | ({"SWANLAB_API_KEY": key} if key else {})
     started = time.monotonic()
     result = mhsft("train", *args, "--preflight-timeout", timeout, env=e, cwd=workdir)
@@ -72,7 +72,7 @@ def free_port() -> int:
         ("rejected", "the API key was rejected by", 8),
         ("server 500", "answered HTTP 500", 8),
         ("refused", "refused (nothing listens there)", 8),
-        ("hanging", "did not answer within 2 s (timed out)", 2 + 4),
+        ("hanging", "within 3 s", 3 + 3),  # "did not answer within 3 s (timed out)"
         ("no key", "no SwanLab API key found", 8),
     ],
 )
@@ -88,7 +88,9 @@ def test_failures_exit_3_fast_with_the_cause(workdir, env, fake_swift, cloud, ca
         cloud.behaviour, cloud.delay = "hang", 30
     elif case == "no key":
         key = None
-    result, elapsed = train(workdir, env, cloud_recipe(workdir, url), key=key)
+    result, elapsed = train(
+        workdir, env, cloud_recipe(workdir, url), key=key, timeout="3" if case == "hanging" else "5"
+    )
     assert result.returncode == 3, result.stderr
     assert expected in result.stderr and "Fix:" in result.stderr
     assert "Traceback" not in result.stderr and SECRET not in result.stderr + result.stdout
@@ -132,3 +134,32 @@ def test_local_mode_checks_the_log_dir(workdir, env, fake_swift) -> None:
     write(workdir / "a-file", "")  # a folder cannot be made under a file, even by root
     result = mhsft("preflight", "l.toml", "--set", "swanlab.log_dir=a-file/x", env=env, cwd=workdir)
     assert result.returncode == 3 and "not writable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "step"),
+    [
+        ("stall_lookup", "during the workspace and project lookup"),
+        ("trickle_login", "during the login"),
+        ("huge_login", "during the login"),
+        ("hang", ""),
+    ],
+)
+def test_a_stall_after_any_step_ends_within_the_timeout_and_says_so(
+    workdir, env, fake_swift, cloud, behaviour, step
+) -> None:
+    cloud.behaviour, cloud.delay = behaviour, 30
+    started = time.monotonic()
+    result = mhsft(
+        "preflight",
+        cloud_recipe(workdir, cloud.url),
+        "--preflight-timeout",
+        "4",
+        env=env | {"SWANLAB_API_KEY": GOOD},
+        cwd=workdir,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 3, result.stderr
+    assert "SwanLab preflight failed" in result.stderr and "Fix:" in result.stderr and step in result.stderr
+    assert "Traceback" not in result.stderr
+    assert elapsed < 4 + 2, f"{behaviour}: {elapsed:.1f} s"  # the timeout, plus mhsft's own start-up (~0.3 s)

@@ -118,11 +118,11 @@ def test_exp_name_defaults_to_recipe_name_and_hosts_go_to_env(workdir: Path) -> 
 
 
 def test_shell_line_is_pasteable_and_references_secrets(workdir: Path) -> None:
-    env = Environment(values={"SWANLAB_API_KEY": SECRET, "HF_TOKEN": "hf_" + "x" * 20})
+    env = Environment(values={"SWANLAB_API_KEY": SECRET, "MODELSCOPE_API_TOKEN": "ms_" + "x" * 20})
     plan = plan_for("qwen7b", env, "sft.system=You are 'helpful'", run_id="rid")
     line = plan.shell_line()
-    assert SECRET not in line and "hf_xxxx" not in line
-    assert 'SWANLAB_API_KEY="$SWANLAB_API_KEY"' in line and 'HF_TOKEN="$HF_TOKEN"' in line
+    assert SECRET not in line and "ms_xxxx" not in line
+    assert 'SWANLAB_API_KEY="$SWANLAB_API_KEY"' in line and 'MODELSCOPE_API_TOKEN="$MODELSCOPE_API_TOKEN"' in line
     tokens = shlex.split(line.replace("\\\n", " "))
     start = tokens.index("swift")
     assert tokens[start:] == plan.argv

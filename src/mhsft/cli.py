@@ -87,7 +87,7 @@ TimeoutOpt = Annotated[
         min=0.1,
         metavar="SECONDS",
         callback=_finite,
-        help="Upper bound for the whole SwanLab preflight.",
+        help="Upper bound for the whole preflight (SwanLab checks and hub login, SDK imports included).",
     ),
 ]
 
@@ -212,12 +212,13 @@ def preflight(
     env_file: EnvFileOpt = None,
     preflight_timeout: TimeoutOpt = 5.0,
 ) -> None:
-    """Run only the SwanLab checks `mhsft train` runs before swift starts (exit 3 when one fails)."""
+    """Run only the checks `mhsft train` runs before swift starts: SwanLab, and the hub login when the run passes
+    a hub token to swift (exit 3 when one fails)."""
     from mhsft.launch import environment_for, load_recipe
-    from mhsft.swanlab_check import preflight as run_preflight
+    from mhsft.train import run_preflight
 
     environment = environment_for(env_file)
-    ui.info(run_preflight(load_recipe(recipe, set_, environment), environment, preflight_timeout))
+    run_preflight(load_recipe(recipe, set_, environment), environment, preflight_timeout)
 
 
 @app.command(
@@ -632,10 +633,15 @@ def recipes_new(
 
 
 def main() -> None:
-    """Console entry point: run the app, turning `MhsftError` into its message and exit code."""
+    """Console entry point: run the app, turning `MhsftError` into its message and exit code, and any other
+    exception (a bug) into a traceback with every secret masked. All output goes through redaction."""
+    ui.guard_streams()
     try:
         with startup.trimmed(app, sys.argv[1:]):
             app(prog_name="mhsft")
     except MhsftError as exc:
         ui.error(exc.message)
         sys.exit(exc.exit_code)
+    except Exception:
+        ui.crashed()
+        sys.exit(1)

@@ -20,6 +20,7 @@ from mhsft import __version__
 from mhsft.checks import FAIL, OK, WARN, Check, bounded
 from mhsft.environment import Environment, hint
 from mhsft.errors import MhsftError
+from mhsft.hubs import hub_ids, hub_name, token_names
 from mhsft.paths import absolute
 from mhsft.runs import package_version
 from mhsft.schema import FLASH_ATTN, Recipe, SwanlabSettings
@@ -138,9 +139,35 @@ def dotenv_and_tokens(environment: Environment) -> list[Check]:
         ("HF_TOKEN", "gated Hugging Face models and --push hf:"),
     ):
         value = environment.get(name)
-        detail = f"{hint(value)} from {environment.source(name)}" if value else f"not set (needed for {use})"
+        detail = (
+            f"{hint(value)} from {environment.source(name)}; passed to swift only to runs that name a hub id "
+            "(model, dataset) or push"
+            if value
+            else f"not set (needed for {use})"
+        )
         checks.append(Check(name, OK, detail))
     return checks
+
+
+def hub_token(recipe: Recipe, environment: Environment, cwd: Path) -> Check:
+    """Whether this recipe's `swift sft` gets a hub token (and so a login at preflight and at swift's start)."""
+    args = recipe.args["sft"]
+    ids = hub_ids(args, cwd)
+    if not ids:
+        return Check(
+            "hub token",
+            OK,
+            "all inputs are local: swift sft gets no hub token and runs with the hubs' offline settings",
+        )
+    hub = hub_name(args, environment.values)
+    names = token_names(hub, environment.values)
+    if not names:
+        return Check("hub token", OK, f"hub ids ({', '.join(ids)}) are fetched without a token (public only)")
+    return Check(
+        "hub token",
+        OK,
+        f"hub ids ({', '.join(ids)}): swift sft gets {', '.join(names)}; `mhsft train` logs in to {hub} first",
+    )
 
 
 def disk(output_dir: Path) -> Check:
@@ -305,7 +332,7 @@ def run(
     if recipe_error is not None:
         checks.append(Check("recipe", FAIL, recipe_error.message, "fix the recipe (see `mhsft validate`)"))
     elif recipe is not None:
-        checks += [*recipe_needs(recipe, checks), last_data_check(recipe, cwd)]
+        checks += [*recipe_needs(recipe, checks), hub_token(recipe, environment, cwd), last_data_check(recipe, cwd)]
     return checks, time.monotonic() - started
 
 

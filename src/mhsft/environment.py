@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,33 +12,58 @@ from pathlib import Path
 from mhsft.errors import MhsftError
 
 MASK = "****"
-SECRET_WORDS = frozenset({"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS", "PAT"})
-MIN_REDACT_LEN = 4  # shorter values would garble every line they appear in
+# A name is a secret when its last `_`-word is one of these (HF_TOKEN, DB_PASSWORD) or it is a known name;
+# IMAGE_MAX_TOKEN_NUM or TOKENIZERS_PARALLELISM are not.
+SECRET_WORDS = frozenset({"TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "PASS", "CREDENTIALS", "PAT"})
+KNOWN_SECRETS = frozenset(
+    {
+        "SWANLAB_API_KEY",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "MODELSCOPE_API_TOKEN",
+        "MHSFT_DEPLOY_API_KEY",
+    }
+)
+# ms-swift settings whose last word is TOKEN but which hold a vocabulary token ("yes"/"no"), not a secret
+NOT_SECRETS = frozenset({"GENERATIVE_RERANKER_POSITIVE_TOKEN", "GENERATIVE_RERANKER_NEGATIVE_TOKEN"})
+MIN_SECRET_LEN = 8  # shorter values would garble every line they appear in; they are not real secrets either
+_PLAIN = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|true|false|yes|no|on|off|none|null", re.IGNORECASE)
 
 
 def is_secret_name(name: str) -> bool:
-    """`SWANLAB_API_KEY`, `HF_TOKEN`, `DB_PASSWORD` are secrets; `TOKENIZERS_PARALLELISM` is not."""
-    return any(word in SECRET_WORDS for word in name.upper().split("_"))
+    """`SWANLAB_API_KEY`, `HF_TOKEN`, `DB_PASSWORD` are secrets; `IMAGE_MAX_TOKEN_NUM`, `TOKENIZERS_PARALLELISM` not."""
+    upper = name.upper().replace("-", "_")
+    if upper in NOT_SECRETS:
+        return False
+    return upper in KNOWN_SECRETS or upper.rstrip("_").rsplit("_", 1)[-1] in SECRET_WORDS
+
+
+def can_be_secret(value: str) -> bool:
+    """Whether a value is worth hiding: 8 characters or more, and not a plain number or boolean (`1024`, `true`)."""
+    return len(value) >= MIN_SECRET_LEN and not _PLAIN.fullmatch(value.strip())
 
 
 def is_secret_key(section: str, key: str) -> bool:
-    """Recipe keys that would carry a secret: any secret-named variable in [env]; token/secret keys elsewhere."""
+    """Recipe keys that would carry a secret: secret-named variables in [env]; elsewhere the same rule, except
+    that a swift key ending in `_key` is a secret only as `api_key` (`reft_layer_key` is a layer name)."""
     if section == "env":
         return is_secret_name(key)
-    key = key.replace("-", "_")
-    return key in ("api_key", "token", "secret", "password") or key.endswith(
-        ("_token", "_secret", "_password", "_api_key")
-    )
+    key = key.lower().replace("-", "_")
+    return is_secret_name(key) and (not key.endswith("key") or key == "api_key" or key.endswith("_api_key"))
 
 
 def spellings(value: str) -> set[str]:
-    """A secret as it may appear in text: raw, and JSON-escaped (in a table value or a TOML/JSON dump)."""
-    return {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    """A secret as it may appear in text: raw, JSON-escaped (a table value, a TOML/JSON dump) and as `repr` shows
+    it inside single or double quotes (a message built with `!r`)."""
+    backslashed = value.replace("\\", "\\\\")
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    forms |= {repr(value)[1:-1], backslashed.replace("'", "\\'"), backslashed.replace('"', '\\"')}
+    return forms
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every occurrence of each secret value (in any of its spellings) in `text` with `****`."""
-    forms = {form for s in secrets if len(s) >= MIN_REDACT_LEN for form in spellings(s)}
+    forms = {form for s in secrets if can_be_secret(s) for form in spellings(s)}
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, MASK)
     return text

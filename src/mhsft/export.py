@@ -45,7 +45,7 @@ def export(
     cwd = Path.cwd()
     args = target.defaults("export")
     args["adapters"] = [str(target.checkpoint)]
-    secrets: list[str] = []
+    push_hub = None
     if merge_lora:
         args["merge_lora"] = True
     if push:
@@ -56,7 +56,7 @@ def export(
                 "through the environment only, never its command line."
             )
         args |= {"push_to_hub": True, "hub_model_id": repo} | ({"use_hf": True} if use_hf else {})
-        secrets.append(token_var)
+        push_hub = "hf" if use_hf else "modelscope"
     if len(args) == 1:
         raise MhsftError(
             "nothing to export: pass --merge-lora and/or --push HUB:OWNER/NAME (or put swift export "
@@ -88,6 +88,13 @@ def export(
         ("push", push or "no"),
     ]
     plan = command_plan(
-        "export", args, target.environment, cwd, recipe=target.recipe, summary=summary, secrets=secrets, output_dir=dest
+        "export",
+        args,
+        target.environment,
+        cwd,
+        recipe=target.recipe,
+        summary=summary,
+        output_dir=dest,
+        push_hub=push_hub,
     )
     return target.run(plan, dry_run, log=log, extra={"export_dir": str(dest) if dest else None, "push": push})

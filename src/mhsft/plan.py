@@ -9,21 +9,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mhsft.environment import Environment, spellings
+from mhsft.environment import Environment, can_be_secret, is_secret_name, spellings
 from mhsft.errors import MhsftError
+from mhsft.hubs import checkpoint_args, hub_ids, hub_name, offline_env, token_names
 from mhsft.paths import absolute, exists
 from mhsft.render import argv_for, local_paths, localize
 from mhsft.schema import Recipe
 
-COINCIDENCE_LEN = 8
 SWIFT_DEFAULT_REPORTERS = ("tensorboard",)  # ms-swift 4.6 TrainingArguments.report_to
-TRACKED_SECRETS = ("SWANLAB_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN")
 CACHED_REPLACES = ("dataset", "val_dataset", "split_dataset_ratio")  # what a cached dataset stands in for
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What mhsft will start: `argv`, the variables it sets on top of the environment, and a summary."""
+    """What mhsft will start: `argv`, the variables it sets on top of the environment, and a summary.
+
+    `secrets` names the only secret variables the child gets; `hubs` are the hubs whose tokens are among them.
+    """
 
     command: str
     argv: list[str]
@@ -32,10 +34,13 @@ class Plan:
     summary: list[tuple[str, str]] = field(default_factory=list)
     output_dir: Path | None = None
     inputs: tuple[str, ...] = ()
+    hubs: tuple[str, ...] = ()
 
     def child_env(self, environment: Environment) -> dict[str, str]:
-        """The child's full environment: the real one, `.env` beneath it, mhsft's variables on top."""
-        return {**environment.values, **self.env}
+        """The child's full environment: the real one, `.env` beneath it, mhsft's variables on top, and of the
+        secret-named variables only those in `secrets` (a custom token or DB_PASSWORD never reaches swift)."""
+        kept = {k: v for k, v in environment.values.items() if k in self.secrets or not is_secret_name(k)}
+        return {**kept, **self.env}
 
     def missing_inputs(self) -> list[str]:
         """Local input paths (model dir, dataset files, adapters) that do not exist."""
@@ -55,17 +60,24 @@ class Plan:
         return " \\\n  ".join(lines)
 
 
-def secret_names(environment: Environment, extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """The secrets worth naming for a run: the well-known ones, `extra`, and any that came from .env."""
-    present = environment.secrets
-    wanted = [*TRACKED_SECRETS, *extra, *sorted(k for k in environment.dotenv_keys if k in present)]
-    return tuple(dict.fromkeys(n for n in wanted if n in present))
+def hub_access(args: dict[str, Any], environment: Environment, cwd: Path) -> tuple[str | None, dict[str, str]]:
+    """(the hub whose token the child gets, or None; extra variables). A run that names no hub id gets no
+    token and the hubs' offline settings; one that does gets that hub's token when it is set."""
+    if not hub_ids(args, cwd):
+        return None, offline_env(environment.values)
+    hub = hub_name(args, environment.values)
+    return (hub if token_names(hub, environment.values) else None), {}
+
+
+def hub_secrets(hub: str | None, environment: Environment) -> list[str]:
+    """The token variables passed for `hub` (none when no hub is used)."""
+    return list(token_names(hub, environment.values)) if hub else []
 
 
 def ensure_no_secret_on_argv(argv: list[str], env: dict[str, str], environment: Environment) -> None:
     """Refuse to start a command whose argv or extra variables would carry a secret's value."""
     for name, value in environment.secrets.items():
-        if len(value) < COINCIDENCE_LEN:  # too short to tell a secret from an ordinary word such as "train"
+        if not can_be_secret(value):  # too short or plain to tell from an ordinary word such as "train"
             continue
         places = [*argv, *(v for k, v in env.items() if k != name)]
         if any(form in place for form in spellings(value) for place in places):
@@ -171,8 +183,12 @@ def train_plan(
         "swanlab_webhook_url": s.webhook_url,
     }
     args |= {k: v for k, v in tracking.items() if v is not None}
+    hub, offline = hub_access(args, environment, cwd)
+    if offline:
+        args.setdefault("check_model", False)  # swift's "is this local model the hub's latest" lookup
     argv = ["swift", "sft", *argv_for("sft", args, cwd)]
-    env = {**recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
+    env = {**offline, **recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
+    passed = ["SWANLAB_API_KEY", *hub_secrets(hub, environment)]
     ensure_no_secret_on_argv(argv, env, environment)
     ensure_fits(argv, env, environment)
     data_key = "dataset" if args.get("dataset") else "cached_dataset"
@@ -194,10 +210,11 @@ def train_plan(
         command="sft",
         argv=argv,
         env=env,
-        secrets=secret_names(environment),
+        secrets=tuple(n for n in passed if environment.get(n)),
         summary=summary,
         output_dir=output_dir,
         inputs=tuple(inputs),
+        hubs=(hub,) if hub else (),
     )
 
 
@@ -213,27 +230,35 @@ def command_plan(
     secrets: Iterable[str] = (),
     program: tuple[str, ...] | None = None,
     output_dir: Path | None = None,
+    push_hub: str | None = None,
 ) -> Plan:
     """The plan for `swift infer|deploy|export` (or `program`, e.g. mhsft's deploy entry point) with `args`.
 
     Only the recipe's GPU selection and [env] apply: torchrun variables would turn an interactive chat or a
-    server into a distributed launch.
+    server into a distributed launch. The model comes from the checkpoint's args.json unless `args` names one;
+    `secrets` are the command's own (deploy's API key, the token of `push_hub`).
     """
+    adapters = args.get("adapters") or [None]
+    saved = {k: v for k, v in checkpoint_args(adapters[0]).items() if k in ("model", "use_hf")} if adapters[0] else {}
+    hub, offline = hub_access({**saved, **args}, environment, cwd)
+    hubs = tuple(dict.fromkeys(h for h in (hub, push_hub) if h))
     argv = [*(program or ("swift", command)), *argv_for(command, args, cwd)]
-    child_env = {}
+    child_env = dict(offline) if push_hub is None else {}
     if recipe is not None:
         gpus = recipe.launch_env.get("CUDA_VISIBLE_DEVICES")
-        child_env = ({"CUDA_VISIBLE_DEVICES": gpus} if gpus else {}) | recipe.env
+        child_env |= ({"CUDA_VISIBLE_DEVICES": gpus} if gpus else {}) | recipe.env
     child_env |= env or {}
     ensure_no_secret_on_argv(argv, child_env, environment)
     ensure_fits(argv, child_env, environment)
     inputs = [p for key in ("adapters", "val_dataset") for p in local_paths(key, args.get(key), cwd)]
+    passed = [*secrets, *(name for h in hubs for name in hub_secrets(h, environment))]
     return Plan(
         command=command,
         argv=argv,
         env=child_env,
-        secrets=secret_names(environment, secrets),
+        secrets=tuple(dict.fromkeys(n for n in passed if environment.get(n))),
         summary=summary,
         output_dir=output_dir,
         inputs=tuple(inputs),
+        hubs=hubs,
     )

@@ -2,14 +2,14 @@
 
 A bad key or an unreachable server otherwise shows up only at `swanlab.init`, after the model has loaded,
 and swift then blames the key even for a network fault. These checks use the swanlab SDK (its session and
-`swanlab.login`) with retries turned off, so each answer comes within the timeout and says what is wrong.
+`swanlab.login`) with retries turned off, in a child process stopped at the timeout (see `isolated`), so
+each answer comes within the timeout, SDK import included, and says what is wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import json
 import netrc
 import tempfile
@@ -17,15 +17,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mhsft.checks import FAIL, OK, Check, bounded
-from mhsft.environment import Environment
+from mhsft import isolated
+from mhsft.checks import FAIL, OK, Check
+from mhsft.environment import Environment, is_secret_name
 from mhsft.errors import PREFLIGHT, MhsftError
 from mhsft.paths import absolute
 from mhsft.schema import NESTED_SWANLAB, Recipe, SwanlabSettings
 
 DEFAULT_API_HOST = "https://api.swanlab.cn"
-IMPORT_ALLOWANCE_S = 3.0  # importing the swanlab SDK takes ~1 s; the network part gets the whole timeout
 
 
 @dataclass
@@ -142,8 +143,9 @@ def network_error(exc: BaseException, host: str, timeout: float) -> Check:
     )
 
 
-def probe(host: str, timeout: float) -> Check:
-    """`GET {host}/api`, which a SwanLab server answers with `OK` (what `swanlab ping` probes)."""
+def probe(host: str, timeout: float, budget: float | None = None) -> Check:
+    """`GET {host}/api`, which a SwanLab server answers with `OK` (what `swanlab ping` probes); `timeout` is what
+    is left of the preflight's `budget`."""
     from swanlab.exceptions import ApiError
     from swanlab.sdk.internal.pkg.client import session
 
@@ -160,13 +162,13 @@ def probe(host: str, timeout: float) -> Check:
                 "the server is failing or this is not a SwanLab API host (use the API host, not the web host)",
             )
         except Exception as exc:
-            return network_error(exc, host, timeout)
+            return network_error(exc, host, budget or timeout)
     ms = (time.monotonic() - started) * 1000
     if resp.text.strip().strip('"') != "OK":
         return Check(
             "swanlab server",
             FAIL,
-            f"{host}/api answered {resp.text[:60]!r}, not OK (unexpected answer)",
+            f'{host}/api answered "{resp.text[:60]}", not OK (unexpected answer)',
             "this does not look like a SwanLab API host; check [swanlab] api_host",
         )
     return Check("swanlab server", OK, f"{host} answers ({ms:.0f} ms)")
@@ -189,14 +191,13 @@ def _login_status(key: str, host: str, timeout: float) -> int | None:
 
 @contextlib.contextmanager
 def quiet_sdk() -> Iterator[None]:
-    """swanlab SDK calls with retries off and its console output (welcome, HTTP error logs) muted."""
+    """swanlab SDK calls with retries and HTTP error logs off (its console output goes to the child's scratch
+    file: these calls run only in `isolated`'s child process)."""
     from swanlab.sdk.internal.pkg.client.session import request_log_error_ctx, request_retries_ctx
 
     tokens = request_retries_ctx.set(0), request_log_error_ctx.set(False)
-    sink = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            yield
+        yield
     finally:
         request_log_error_ctx.reset(tokens[1])
         request_retries_ctx.reset(tokens[0])
@@ -254,10 +255,41 @@ def account(key: str, host: str, workspace: str | None, project: str) -> tuple[l
     ], facts
 
 
+def cloud_network(args: dict[str, Any], emit: isolated.Emit) -> None:
+    """In the child: server probe, login, workspace and project, stopping at the first failure."""
+    key, host, budget = args["key"], args["host"], args["timeout"]
+
+    def left() -> float:
+        return max(0.1, args["deadline"] - time.monotonic())
+
+    def report(check: Check) -> bool:
+        emit("check", check.as_dict())
+        return check.status == OK
+
+    emit("step", "the swanlab SDK import")
+    with quiet_sdk():
+        emit("step", f"GET {host}/api")
+        if not report(probe(host, left(), budget)):
+            return
+        emit("step", "the login")
+        if not report(login(key, host, left())):
+            return
+        emit("step", "the workspace and project lookup")
+        checks, facts = account(key, host, args["workspace"], args["project"])
+        emit("facts", facts)
+        for check in checks:
+            report(check)
+
+
+def child_env(environment: Environment) -> dict[str, str]:
+    """The environment of a check's child process: mhsft's, without any secret (those go in the payload)."""
+    return {k: v for k, v in environment.values.items() if not is_secret_name(k)}
+
+
 def cloud_checks(
     settings: SwanlabSettings, environment: Environment, cwd: Path, timeout: float, found: Findings
 ) -> None:
-    """Key, server, login, workspace and project, stopping at the first failure."""
+    """Key, server, login, workspace and project, stopping at the first failure, within `timeout` in all."""
     key, source, host = find_key(settings, environment, cwd)
     found.facts["host"] = host
     if not key:
@@ -270,16 +302,20 @@ def cloud_checks(
             )
         )
         return
-    deadline = time.monotonic() + timeout
-    found.checks += [Check("swanlab key source", OK, source), probe(host, timeout)]
-    if found.failed:
-        return
-    found.checks.append(login(key, host, max(0.5, deadline - time.monotonic())))
-    if found.failed:
-        return
-    checks, facts = account(key, host, settings.workspace, settings.project)
-    found.checks += checks
-    found.facts |= facts
+    found.checks.append(Check("swanlab key source", OK, source))
+    args = {"key": key, "host": host, "workspace": settings.workspace, "project": settings.project, "timeout": timeout}
+    outcome = isolated.run("mhsft.swanlab_check:cloud_network", args, timeout, child_env(environment))
+    found.checks += outcome.checks
+    found.facts |= outcome.facts
+    stalled = isolated.failure(
+        "swanlab server",
+        outcome,
+        timeout,
+        host,
+        "check the network, proxy and [swanlab] api_host, or raise --preflight-timeout",
+    )
+    if stalled and not found.failed:
+        found.checks.append(stalled)
 
 
 def local_checks(settings: SwanlabSettings, environment: Environment, cwd: Path, found: Findings) -> None:
@@ -323,11 +359,7 @@ def run_checks(
         local_checks(settings, environment, cwd, found)
         return found
 
-    def cloud() -> list[Check]:
-        cloud_checks(settings, environment, cwd, timeout, found)
-        return found.checks
-
-    found.checks = bounded("swanlab", cloud, timeout + IMPORT_ALLOWANCE_S)
+    cloud_checks(settings, environment, cwd, timeout, found)
     return found
 
 

@@ -51,12 +51,19 @@ def multi_node(child_env: dict[str, str]) -> bool:
     return nodes.isdigit() and int(nodes) > 1
 
 
-def run_preflight(recipe: Recipe, environment: Environment, timeout: float) -> dict[str, str]:
-    """The SwanLab checks that must pass before swift starts (exit 3 otherwise); returns what they found."""
+def run_preflight(recipe: Recipe, environment: Environment, timeout: float, plan: Plan | None = None) -> dict[str, str]:
+    """The SwanLab checks, and the login to each hub whose token swift gets, that must pass before swift
+    starts (exit 3 otherwise); both run at once, each within `timeout`. Returns what the SwanLab checks found."""
+    from mhsft.hub_check import Logins
     from mhsft.swanlab_check import checked
 
+    plan = plan or train_plan(recipe, environment, Path.cwd())
+    logins = Logins(plan.hubs, environment, timeout)
     line, found = checked(recipe, environment, timeout)
     ui.info(line)
+    hubs_line = logins.outcome()
+    if hubs_line:
+        ui.info(hubs_line)
     return found
 
 
@@ -77,11 +84,11 @@ def checks_before_start(
     queued. Returns what the preflight found (user, workspace) and the gate's report (None when skipped).
     """
     ensure_inputs(plan)
-    found = run_preflight(recipe, environment, timeout) if check else {}
+    found = run_preflight(recipe, environment, timeout, plan) if check else {}
     if not check:
         ui.warn(
-            "--no-preflight: SwanLab is not checked; a bad key or an unreachable server will only show up "
-            "after the model has loaded."
+            "--no-preflight: SwanLab and the hub login are not checked; a bad key or an unreachable server will "
+            "only show up after the model has loaded."
         )
     if not data_check:
         ui.warn(

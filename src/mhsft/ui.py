@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
 
-from mhsft.environment import redact
+from mhsft.environment import is_secret_name, redact
 
 _secrets: list[str] = []
 
@@ -20,8 +21,35 @@ def hide(values: Iterable[str]) -> None:
     _secrets.extend(v for v in values if v)
 
 
+def hide_environment(values: Mapping[str, str]) -> None:
+    """Register the values of every secret-named variable in `values`."""
+    hide(v for k, v in values.items() if is_secret_name(k))
+
+
 def clean(text: str) -> str:
     return redact(text, _secrets)
+
+
+class _Redacting:
+    """A text stream that redacts what passes through it (for output mhsft does not format itself: click's
+    usage errors, rich tables, tracebacks)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(clean(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_streams() -> None:
+    """Route everything written to sys.stdout/sys.stderr through redaction, secrets of the environment known."""
+    hide_environment(os.environ)
+    if not isinstance(sys.stdout, _Redacting):
+        sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)  # type: ignore[assignment]
 
 
 def _styled(label: str, code: str) -> str:
@@ -40,6 +68,21 @@ def warn(text: str) -> None:
 
 def error(text: str) -> None:
     print(_styled("error:", "1;31"), clean(text), file=sys.stderr, flush=True)
+
+
+def crashed() -> None:
+    """Report an unexpected exception (a bug) with its traceback, secrets from the environment and .env masked."""
+    import contextlib
+    import traceback
+
+    from mhsft.environment import load_environment
+
+    with contextlib.suppress(Exception):  # the .env itself may be what failed; the environment's secrets are known
+        hide_environment(load_environment().values)
+    error(
+        "mhsft stopped on an unexpected error. This is a bug in mhsft: please report it with the "
+        "traceback below (secrets are masked).\n" + traceback.format_exc().rstrip()
+    )
 
 
 def echo(text: str) -> None:

@@ -1,0 +1,60 @@
+"""No outside network: a real tiny `mhsft train` (real ms-swift) makes no lookup or connection beyond 127.0.0.1.
+
+Every Python process of the run (mhsft, swift, its workers) loads an audit hook that logs each name lookup and
+connection to a host other than loopback; where the machine allows it (root, `unshare -n`), the run also
+happens in a network namespace that has only loopback. Slow (a real sft): marked e2e.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import base_env, loopback_only
+
+pytestmark = pytest.mark.e2e
+
+AUDIT = """
+import os, sys
+LOG = os.environ.get("NET_AUDIT_LOG")
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "0.0.0.0", "", None)
+def hook(event, args):
+    if event == "socket.getaddrinfo":
+        host = args[0]
+    elif event == "socket.connect" and isinstance(args[1], tuple):
+        host = args[1][0]
+    else:
+        return
+    host = host.decode() if isinstance(host, bytes) else host
+    if host not in LOOPBACK:
+        with open(LOG, "a") as f:
+            f.write(f"{event} {host} in {' '.join(sys.argv[:2])}\\n")
+if LOG:
+    sys.addaudithook(hook)
+"""
+
+
+def test_a_local_train_makes_no_outside_lookup(tmp_path: Path) -> None:
+    from mhsft.fixtures import build
+
+    fx = build(tmp_path / "tiny")
+    hook_dir = tmp_path / "audit"
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(AUDIT)
+    log = tmp_path / "net.log"
+    (tmp_path / "home").mkdir()
+    env = base_env(tmp_path / "home")
+    env.pop("HF_HUB_OFFLINE")  # mhsft itself must set the offline settings
+    env |= {
+        "MHSFT_TINY_DIR": str(fx.root),
+        "NET_AUDIT_LOG": str(log),
+        "PYTHONPATH": f"{hook_dir}:{env.get('PYTHONPATH', '')}",
+    }
+    argv = [*loopback_only(), sys.executable, "-m", "mhsft", "train", "tiny", "--set", "sft.max_steps=2"]
+    result = subprocess.run(argv, env=env, cwd=fx.root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not log.exists(), f"outside lookups:\n{log.read_text()}"
+    assert "Repo unknown" not in result.stderr + result.stdout  # ModelScope's listing retries never started
