@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -139,3 +141,29 @@ def loopback_only() -> list[str]:
     if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
         return []
     return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+
+
+def watch_stderr(proc: subprocess.Popen, marker: str) -> tuple[list[str], threading.Event]:
+    """Collect a text-mode child's stderr lines in the background; the event is set at the first line that
+    starts with `marker` (e.g. a server saying it is ready)."""
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith(marker):
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines, ready
+
+
+def tiny_fixtures(root: Path) -> SimpleNamespace:
+    """The tiny model and data built under `root`, a home folder, and an environment whose `tiny` recipe uses
+    them (MHSFT_TINY_DIR); the working folder is the fixtures' root."""
+    from mhsft.fixtures import build
+
+    fx = build(root / "tiny")
+    (root / "home").mkdir(exist_ok=True)
+    return SimpleNamespace(fx=fx, work=fx.root, env=base_env(root / "home") | {"MHSFT_TINY_DIR": str(fx.root)})

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import base_env, mhsft, write
+from conftest import mhsft, tiny_fixtures, write
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 600
@@ -19,13 +19,7 @@ TIMEOUT = 600
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> SimpleNamespace:
-    from mhsft.fixtures import build
-
-    root = tmp_path_factory.mktemp("gate")
-    fx = build(root / "tiny")
-    (root / "home").mkdir()
-    env = base_env(root / "home") | {"MHSFT_TINY_DIR": str(fx.root)}
-    return SimpleNamespace(fx=fx, work=fx.root, env=env)
+    return tiny_fixtures(tmp_path_factory.mktemp("gate"))
 
 
 def check(tiny, *args: str) -> tuple[int, dict | None, str]:
@@ -88,7 +82,11 @@ def test_a_model_without_tokenizer_files_is_a_clear_error(tiny) -> None:
 
 
 def test_a_hub_dataset_that_cannot_be_downloaded_is_named(tiny) -> None:
-    env = tiny.env | {"MODELSCOPE_DOMAIN": "127.0.0.1:9", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env = tiny.env | {
+        "MODELSCOPE_DOMAIN": "127.0.0.1:9",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "API_HTTP_CLIENT_MAX_RETRIES": "0",
+    }
     result = mhsft(
         "data",
         "check",

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import SECRET, base_env, mhsft
+from conftest import SECRET, base_env, mhsft, tiny_fixtures, watch_stderr
 from swanlog import read_scalars
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +32,7 @@ TIMEOUT = 600
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> SimpleNamespace:
     """Fixtures built once for the module; MHSFT_TINY_DIR points the built-in `tiny` recipe at them."""
-    from mhsft.fixtures import build
-
-    root = tmp_path_factory.mktemp("e2e")
-    fx = build(root / "tiny")
-    (root / "home").mkdir()
-    env = base_env(root / "home") | {"MHSFT_TINY_DIR": str(fx.root)}
-    return SimpleNamespace(fx=fx, work=fx.root, env=env)
+    return tiny_fixtures(tmp_path_factory.mktemp("e2e"))
 
 
 def records(work: Path, command: str) -> list[dict]:
@@ -168,15 +161,7 @@ def test_deploy_serves_chat_completions_behind_the_key_and_stops_on_ctrl_c(tiny,
         stderr=subprocess.PIPE,
         text=True,
     )
-    ready, lines = threading.Event(), []
-
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("ready:"):
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    lines, ready = watch_stderr(proc, "ready:")
     try:
         assert ready.wait(TIMEOUT), "".join(lines)[-3000:]
         base = f"http://127.0.0.1:{port}/v1"
@@ -321,15 +306,7 @@ def test_board_in_a_real_browser_shows_the_project_the_experiment_and_train_loss
         stderr=subprocess.PIPE,
         text=True,
     )
-    ready, lines = threading.Event(), []
-
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("Ctrl-C stops"):
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    lines, ready = watch_stderr(proc, "Ctrl-C stops")
     try:
         assert ready.wait(120), "".join(lines)[-3000:]
         text = "".join(lines)

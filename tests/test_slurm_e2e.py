@@ -45,7 +45,7 @@ def cluster(tmp_path_factory) -> SimpleNamespace:
     work = tmp_path_factory.mktemp("slurm")
     build(work / "tiny")
     write(work / "two.toml", RECIPE)
-    write(work / ".env", f"HF_TOKEN={SECRET}\n")
+    write(work / ".env", f"SWANLAB_API_KEY={SECRET}\nHF_TOKEN={SECRET}\n")
     (work / "home").mkdir()
     env = base_env(work / "home") | {"MY_API_KEY": SECRET, "COLUMNS": "250"}  # a secret in the shell, too
     return SimpleNamespace(work=work, env=env)
@@ -83,7 +83,8 @@ def test_two_nodes_run_to_the_end_secrets_stay_out_of_slurm_and_infer_finds_the_
     out = cluster.work / "out-two"
     procs = wait_for(lambda: swift_processes(out), TIMEOUT, "swift to start on the nodes")
     environ = b"".join(p.joinpath("environ").read_bytes() for p in procs if p.exists())
-    assert f"HF_TOKEN={SECRET}".encode() in environ  # each node read .env itself
+    assert f"SWANLAB_API_KEY={SECRET}".encode() in environ  # each node read .env itself
+    assert b"HF_TOKEN=" not in environ  # and passed swift only what it needs (a local run: no hub token)
     assert b"MY_API_KEY" not in environ  # the shell's secret was removed from sbatch's environment
     assert SECRET.encode() not in everything_slurm_keeps(job_id)
     runs = mhsft("runs", env=cluster.env, cwd=cluster.work)

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import SECRET, local_recipe, mhsft, write
+from conftest import SECRET, local_recipe, mhsft, watch_stderr, write
 from swanlab_server import SwanLabCloud
 
 GOOD = "good-key-0123456789"
@@ -155,16 +155,7 @@ def start_board(workdir: Path, env: dict, *args: str) -> tuple[subprocess.Popen,
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("Ctrl-C stops"):
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    lines, ready = watch_stderr(proc, "Ctrl-C stops")
     return proc, lines, ready
 
 
