@@ -65,7 +65,8 @@ def reported(tmp_path_factory) -> SimpleNamespace:
 def test_report_has_every_section_and_the_losses_of_logging_jsonl(reported) -> None:
     md, record = reported.md, reported.record
     assert f"report: {reported.folder / 'report.md'} and {reported.folder / 'report.html'}" in reported.result.stderr
-    for heading in ("1. Overview and set-up", "2. Training results", "3. Base vs fine-tuned", "4. Exported"):
+    headings = ("1. Overview and set-up", "2. Training results", "3. Base vs fine-tuned", "4. Exported", "5. Appendix")
+    for heading in headings:
         assert f"## {heading}" in md
     assert f"sha256 {record['recipe_sha256']}" in md and "| model | " + str(reported.fx.model) in md
     assert f"| val_dataset | ['{reported.fx.val}'] |" in md  # the recipe's, not the gate's cache
@@ -121,7 +122,7 @@ def test_side_by_side_answers_come_from_swift_infer_with_and_without_the_adapter
 
 def test_export_is_listed_and_the_report_is_logged_to_swanlab_and_no_secret_anywhere(reported) -> None:
     (export,) = records(reported.fx.root, "export")
-    section = reported.md.split("## 4. Exported and deployed", 1)[1]
+    section = reported.md.split("## 4. Exported and deployed", 1)[1].split("## 5.", 1)[0]
     assert (
         f"| {export['id']} | export | succeeded | checkpoint-20 | {reported.run_dir}/checkpoint-20-merged |" in section
     )
@@ -145,7 +146,7 @@ def test_report_html_in_a_real_browser_shows_the_curves_and_the_tables(reported,
     assert dom.split('<table class="checkpoints">', 1)[1].split("</table>", 1)[0].count("<tr>") == 3
     assert not re.search(r'(src|href)="(https?:)?//', dom)  # nothing fetched from elsewhere
     shot = tmp_path / "report.png"
-    chromium(page, tmp_path / "p2", f"--screenshot={shot}", "--window-size=1100,1400")
+    chromium(page, tmp_path / "p2", f"--screenshot={shot}", "--window-size=1000,2200")
     assert shot.stat().st_size > 10_000
     if os.environ.get("MHSFT_REPORT_SCREENSHOT"):  # keep the artifact (README's picture comes from here)
         shutil.copyfile(shot, os.environ["MHSFT_REPORT_SCREENSHOT"])

@@ -553,7 +553,9 @@ def report(
     backend: BackendOpt = None,
     max_new_tokens: Annotated[
         int | None,
-        typer.Option("--max-new-tokens", min=1, show_default=False, help="Default: the recipe's [infer], else 256."),
+        typer.Option(
+            "--max-new-tokens", min=1, show_default=False, help="Default: the recipe's infer max_new_tokens, else 256."
+        ),
     ] = None,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="Same for both models.")] = 0.0,
     swanlab: Annotated[

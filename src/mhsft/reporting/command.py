@@ -66,7 +66,7 @@ def compare_models(
     if options["samples"] == 0:
         return sections.comparison(None, "No side-by-side: --samples 0.", "", "")
     files, source = samples.prompt_files(record, show.run_dir(record), options["prompts"])
-    checkpoint = checkpoints.resolve(options["checkpoint"], Path(record.cwd), record)
+    checkpoint = checkpoints.resolve(options["checkpoint"], Path.cwd(), record)
     recipe = run_recipe(record, environment)
     target = Target(environment, recipe, checkpoint, record)
     configured = target.defaults("infer")
@@ -107,6 +107,7 @@ def report(run_id: str | None, out: Path | None, env_file: Path | None, options:
         *sections.training(info, pictures),
         *compare_models(record, environment, info, dest, options),
         *sections.artifacts(record, load_all(cwd), folder),
+        *sections.appendix(record, info),
     ]
     markdown = environment.redact(ui.clean(document.markdown(blocks)))
     page = environment.redact(ui.clean(document.to_html(blocks, f"mhsft report {record.id}")))

@@ -89,10 +89,11 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Code):
             out.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
         elif isinstance(b, Table):
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in b.columns)
+            cells = "".join(f"<th>{html.escape(c)}</th>" for c in b.columns)
+            head = f"<thead><tr>{cells}</tr></thead>" if any(b.columns) else ""
             body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in b.rows)
             css = f' class="{b.css}"' if b.css else ""
-            out.append(f"<table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            out.append(f"<table{css}>{head}<tbody>{body}</tbody></table>")
         else:
             data = base64.b64encode(b.png).decode("ascii")
             out.append(

@@ -59,13 +59,18 @@ def overview(record: RunRecord, info: dict[str, Any], machine: list[tuple[str, s
         blocks += [Para("Tuner and its key settings:"), Table(["setting", "value"], tuner)]
     versions = [[k, v or "-"] for k, v in record.versions.items()] + [[k, v] for k, v in machine]
     blocks += [Para("Versions (recorded at the start of the run):"), Table(["package", "version"], versions)]
-    blocks += [
+    return [*blocks, Para("The resolved recipe and the exact command are in the appendix (section 5).")]
+
+
+def appendix(record: RunRecord, info: dict[str, Any]) -> list[Block]:
+    """The resolved recipe as swift got it and the exact (redacted) command."""
+    return [
+        Heading("5. Appendix: resolved recipe and the exact command"),
         Para("Resolved recipe, as swift got it (arguments and environment, secrets masked):"),
         Table(["key", "value"], [[k, v] for k, v in compare.settings(record).items()]),
         Para("The exact command:"),
         Code(info["command_line"]),
     ]
-    return blocks
 
 
 def training(info: dict[str, Any], images: list[Image]) -> list[Block]:
