@@ -68,3 +68,47 @@ def test_curve_is_drawn_from_logging_jsonl_when_swift_made_no_images(workdir, en
     assert "![train and eval loss (drawn from logging.jsonl)](loss.png)" in text
     assert "| last_loss | 0 |" in text and "No side-by-side: --samples 0." in text
     assert "data:image/png;base64," in (workdir / "rep" / "report.html").read_text()
+
+
+def test_split_off_rows_are_the_prompts_both_runs_answer(workdir, env, fake_swift) -> None:
+    local_recipe(workdir, "split_dataset_ratio = 0.2")
+    run_dir = Path(train(workdir, env)["run_dir"])
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(4)
+    ]
+    (run_dir / "val_dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # as swift writes it
+    checkpoint = run_dir / "checkpoint-20"
+    missing = mhsft("report", "--samples", "2", env=env, cwd=workdir)
+    assert missing.returncode == 2 and "args.json does not name the base model" in missing.stderr
+    saved = {"model": str(workdir / "model"), "template": "qwen2_5", "system": "Be brief."}
+    (checkpoint / "args.json").write_text(json.dumps(saved))
+    result = mhsft("report", "--samples", "2", env=env, cwd=workdir)
+    assert result.returncode == 2 and "swift infer wrote no readable results" in result.stderr  # the fake wrote none
+    prompts = run_dir / "report" / "prompts.jsonl"
+    assert [json.loads(x) for x in prompts.read_text().splitlines()] == rows[:2]
+    infer = [c["argv"] for c in fake_swift.calls() if c["argv"][0] == "infer"]
+    assert len(infer) == 1 and "--adapters" not in infer[0]  # the base run comes first
+    assert infer[0][infer[0].index("--val_dataset") + 1] == str(prompts)
+    forced = mhsft("report", "--samples", "1", "--prompts", str(run_dir / "val_dataset.jsonl"), env=env, cwd=workdir)
+    assert forced.returncode == 2 and "Traceback" not in forced.stderr
+
+
+def test_base_run_uses_the_checkpoints_model_template_and_system(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run_dir = Path(train(workdir, env)["run_dir"])
+    checkpoint = run_dir / "checkpoint-20"
+    saved = {"model": str(workdir / "model"), "template": "qwen2_5", "system": "Be brief.", "lora_rank": 8}
+    (checkpoint / "args.json").write_text(json.dumps(saved))
+    write(workdir / "p.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n')
+    env = env | {"FAKE_SWIFT_MODE": "exit:3"}  # the base run fails: its log is named, nothing else runs
+    result = mhsft("report", "--prompts", "p.jsonl", env=env, cwd=workdir)
+    assert result.returncode == 2 and "swift infer (base) failed with exit 3" in result.stderr
+    assert "infer-base.log" in result.stderr
+    (call,) = [c["argv"] for c in fake_swift.calls() if c["argv"][0] == "infer"]
+    assert "--adapters" not in call
+    assert [call[call.index(f"--{k}") + 1] for k in ("model", "template", "system")] == [
+        saved["model"],
+        "qwen2_5",
+        "Be brief.",
+    ]

@@ -69,6 +69,11 @@ def infer(
         args["adapters"] = [str(target.checkpoint)]
     else:
         saved = checkpoint_args(target.checkpoint)
+        if not saved.get("model"):
+            raise MhsftError(
+                f"{target.checkpoint}/args.json does not name the base model, so it cannot be run without the "
+                "adapter. Give a checkpoint swift saved (its folder holds args.json)."
+            )
         args |= {k: saved[k] for k in BASE_MODEL_ARGS if saved.get(k) not in (None, "", [])}
     chosen = backend_option(backend, args.get("infer_backend"))
     args |= check_options(

@@ -93,7 +93,7 @@ def side_by_side(
     prompts = out / "prompts.jsonl"
     count = take(files, n, prompts)
     answered = {}
-    for name, adapter in (("finetuned", True), ("base", False)):
+    for name, adapter in (("base", False), ("finetuned", True)):  # base first: it checks args.json
         result = out / f"infer-{name}.jsonl"
         result.unlink(missing_ok=True)
         with open(out / f"infer-{name}.log", "w", encoding="utf-8") as log:
