@@ -112,3 +112,13 @@ def test_base_run_uses_the_checkpoints_model_template_and_system(workdir, env, f
         "qwen2_5",
         "Be brief.",
     ]
+
+
+def test_swanlab_for_a_cloud_run_without_a_key_is_a_clear_error(workdir, env, fake_swift) -> None:
+    local_recipe(workdir, mode="cloud")
+    trained = mhsft("train", "r.toml", "--no-preflight", env=env, cwd=workdir)
+    assert trained.returncode == 0, trained.stderr
+    result = mhsft("report", "--samples", "0", "--swanlab", env=env, cwd=workdir)
+    assert result.returncode == 2 and "--swanlab: no SwanLab API key" in result.stderr
+    assert "report: " in result.stderr  # the files are written first
+    assert "Traceback" not in result.stderr

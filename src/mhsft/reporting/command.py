@@ -115,9 +115,9 @@ def report(run_id: str | None, out: Path | None, env_file: Path | None, options:
         (dest / picture.name).write_bytes(picture.png)
     (dest / "report.md").write_text(markdown, encoding="utf-8")
     (dest / "report.html").write_text(page, encoding="utf-8")
+    ui.info(f"report: {dest / 'report.md'} and {dest / 'report.html'} ({time.monotonic() - started:.1f} s)")
     if options["swanlab"]:
         from mhsft.reporting.to_swanlab import log_report
 
         log_report(record, environment, markdown)
-    ui.info(f"report: {dest / 'report.md'} and {dest / 'report.html'} ({time.monotonic() - started:.1f} s)")
     return 0
