@@ -25,3 +25,22 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
             if record.HasField("scalar"):
                 scalars.setdefault(record.scalar.key, []).append((record.scalar.step, record.scalar.value.number))
     return scalars
+
+
+def read_texts(log_dir: Path) -> dict[str, list[tuple[str, str]]]:
+    """For every text key of every run under `log_dir`, (run id, content) of each value logged."""
+    from swanlab.proto.swanlab.record.v1.record_pb2 import Record
+    from swanlab.sdk.internal.core_python.store import DataStoreReader
+
+    texts: dict[str, list[tuple[str, str]]] = {}
+    for path in sorted(log_dir.glob("run-*/run-*.swanlab")):
+        reader, run_id = DataStoreReader(), path.stem.removeprefix("run-")
+        reader.open(path)
+        for raw in reader:
+            record = Record()
+            record.ParseFromString(raw)
+            if record.HasField("media"):
+                for item in record.media.value.items:
+                    content = (path.parent / "media" / "text" / item.filename).read_text(encoding="utf-8")
+                    texts.setdefault(record.media.key, []).append((run_id, content))
+    return texts

@@ -28,6 +28,7 @@ COMMANDS = [
     "logs",
     "cancel",
     "board",
+    "report",
     "data",
 ]
 

@@ -528,6 +528,51 @@ def board(
     raise typer.Exit(run_board(target, host, port))
 
 
+@app.command(
+    epilog="Examples:\n\n  mhsft report\n\n  mhsft report 20261123-101500-sft-ab12 --samples 10 --out reports/mh\n\n"
+    "  mhsft report --prompts data/probe.jsonl --checkpoint best --swanlab"
+)
+def report(
+    run: RunArg = None,
+    samples: Annotated[
+        int, typer.Option("--samples", "-n", min=0, help="Held-out prompts answered by base and fine-tuned model.")
+    ] = 5,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", show_default=False, help="Folder for the report (default: RUN_DIR/report)."),
+    ] = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            show_default=False,
+            help="jsonl prompts for the side-by-side (default: the val_dataset, else the split-off rows).",
+        ),
+    ] = None,
+    checkpoint: CheckpointOpt = "latest",
+    backend: BackendOpt = None,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-new-tokens", min=1, show_default=False, help="Default: the recipe's infer max_new_tokens, else 256."
+        ),
+    ] = None,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="Same for both models.")] = 0.0,
+    swanlab: Annotated[
+        bool, typer.Option("--swanlab", help="Also log the Markdown to the run's SwanLab experiment as text.")
+    ] = False,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Write the experiment report of a training run (default: the newest): set-up, loss curves, checkpoints,
+    base vs fine-tuned answers side by side (`swift infer` twice), exports; report.md and a self-contained
+    report.html."""
+    from mhsft.reporting.command import report as write_report
+
+    options = {"samples": samples, "prompts": prompts, "checkpoint": checkpoint, "backend": backend}
+    options |= {"max_new_tokens": max_new_tokens, "temperature": temperature, "swanlab": swanlab}
+    raise typer.Exit(write_report(run, out, env_file, options))
+
+
 @app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")
 def selftest(
     workdir: Annotated[Path, typer.Option("--workdir", help="Folder for the tiny model, data and outputs.")] = Path(

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import IO
 
 from mhsft.errors import MhsftError
+from mhsft.hubs import checkpoint_args
 from mhsft.plan import command_plan
 from mhsft.schema import check_options
 from mhsft.targets import Target, backend_option
 
+BASE_MODEL_ARGS = ("model", "model_type", "template", "system", "torch_dtype", "use_hf", "model_revision")
 # friendly option -> swift argument, per backend (4.6 prefixes lmdeploy/vllm/sglang options)
 BACKEND_OPTIONS = {
     "lmdeploy": {
@@ -56,11 +58,23 @@ def infer(
     friendly: dict[str, object],
     dry_run: bool,
     log: IO[str] | None = None,
+    adapter: bool = True,
 ) -> int:
-    """Build and run the `swift infer` plan; returns the exit code."""
+    """Build and run the `swift infer` plan; returns the exit code.
+
+    Without `adapter`, the base model the checkpoint was trained from (its args.json model, template, system)."""
     cwd = Path.cwd()
     args = target.defaults("infer")
-    args["adapters"] = [str(target.checkpoint)]
+    if adapter:
+        args["adapters"] = [str(target.checkpoint)]
+    else:
+        saved = checkpoint_args(target.checkpoint)
+        if not saved.get("model"):
+            raise MhsftError(
+                f"{target.checkpoint}/args.json does not name the base model, so it cannot be run without the "
+                "adapter. Give a checkpoint swift saved (its folder holds args.json)."
+            )
+        args |= {k: saved[k] for k in BASE_MODEL_ARGS if saved.get(k) not in (None, "", [])}
     chosen = backend_option(backend, args.get("infer_backend"))
     args |= check_options(
         "infer",
@@ -77,11 +91,12 @@ def infer(
     batch = "val_dataset" in args
     mode = f"batch on {args['val_dataset'][0]}" if batch else "interactive chat (type, Enter; Ctrl-C to stop)"
     summary = [
-        ("checkpoint", str(target.checkpoint)),
+        ("checkpoint", str(target.checkpoint) if adapter else f"none: the base model of {target.checkpoint}"),
         ("backend", str(args.get("infer_backend", "transformers"))),
         ("mode", mode),
     ]
     if batch:
         summary.append(("results", str(args.get("result_path", f"{target.checkpoint}/infer_result/<time>.jsonl"))))
     plan = command_plan("infer", args, target.environment, cwd, recipe=target.recipe, summary=summary)
-    return target.run(plan, dry_run, log=log, extra={"result_path": args.get("result_path")} if batch else {})
+    extra = {"result_path": args.get("result_path")} if batch else {}
+    return target.run(plan, dry_run, log=log, extra=extra | ({} if adapter else {"adapter": False}))

@@ -11,7 +11,7 @@ from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.launch import ensure_inputs, environment_for, load_recipe, show
-from mhsft.plan import Plan, train_plan
+from mhsft.plan import CACHED_REPLACES, Plan, train_plan
 from mhsft.schema import Recipe
 
 GATE_LINE = ("data check", "first (mhsft data check); swift then trains from its --cached_dataset")
@@ -142,6 +142,7 @@ def train(
         from mhsft.datagate.report import summary
 
         cached, extra = training_args(report), {"data_check": summary(report)}
+        extra["datasets"] = {k: v for k, v in recipe.args["sft"].items() if k in CACHED_REPLACES}  # as in the recipe
     extra |= for_record(recipe, environment, found, run_id)
     run_dir = None  # multi-node: the record names the folder swift created (see runs.finish)
     if recipe.args["sft"].get("add_version") is False:

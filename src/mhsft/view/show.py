@@ -94,7 +94,7 @@ def _loss(value: float | None) -> str:
     return f"{value:.4f}" if value is not None else "-"
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     minutes, secs = divmod(int(seconds), 60)
@@ -137,7 +137,7 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
         ("command", info["command_line"]),
         ("status", status),
         ("started", info["started_at"].replace("T", " ")[:19]),
-        ("duration", _duration(info["duration_s"])),
+        ("duration", duration_text(info["duration_s"])),
         ("output", info["run_dir"] or info["output_dir"] or "-"),
     ]
     if info["checkpoint"]:

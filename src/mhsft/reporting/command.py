@@ -1,0 +1,123 @@
+"""`mhsft report`: gather a training run's facts, answer held-out prompts twice, write report.md and report.html."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mhsft import checkpoints, ui
+from mhsft.environment import Environment
+from mhsft.errors import MhsftError
+from mhsft.launch import environment_for, load_recipe
+from mhsft.reporting import document, images, samples, sections
+from mhsft.runs import RUNS_DIR, RunRecord, load_all
+from mhsft.schema import Recipe
+from mhsft.targets import Target
+from mhsft.view import history, show
+
+
+def training_record(cwd: Path, run_id: str | None) -> RunRecord:
+    """The training run `run_id` (id or unique prefix), or the newest one whatever its state."""
+    if run_id is None:
+        found = [r for r in load_all(cwd) if r.command == "sft"]
+        if not found:
+            raise MhsftError(f"no training run is recorded in {cwd / RUNS_DIR}. Train first (mhsft train RECIPE).")
+        return found[-1]
+    record = show.record_for(cwd, run_id)
+    if record.command != "sft":
+        raise MhsftError(
+            f"run {record.id} is a `swift {record.command}` run; a report is written for a training run. "
+            "`mhsft runs` lists the runs."
+        )
+    return record
+
+
+def machine() -> list[tuple[str, str]]:
+    """CUDA and the GPUs of the machine writing the report (torch's view)."""
+    from mhsft.doctor import torch_and_gpus
+
+    return [(f"{c.name} (this machine)", c.detail) for c in torch_and_gpus() if c.name != "torch"]
+
+
+def run_recipe(record: RunRecord, environment: Environment) -> Recipe | None:
+    """The run's recipe file, for its [infer] settings and GPU selection; None (with a warning) when it is gone."""
+    if not record.recipe:
+        return None
+    try:
+        return load_recipe(record.recipe, [], environment)
+    except MhsftError as exc:
+        ui.warn(f"the run's recipe cannot be loaded ({exc.message}); its [infer] settings are not used.")
+        return None
+
+
+def compare_models(
+    record: RunRecord,
+    environment: Environment,
+    info: dict,
+    out: Path,
+    options: dict,
+) -> list[document.Block]:
+    """Section 3: the side-by-side table, or why there is none."""
+    if not info["checkpoints"]:
+        return sections.comparison(
+            None, f"No side-by-side: the run ended {info['status']} before any checkpoint.", "", ""
+        )
+    if options["samples"] == 0:
+        return sections.comparison(None, "No side-by-side: --samples 0.", "", "")
+    files, source = samples.prompt_files(record, show.run_dir(record), options["prompts"])
+    checkpoint = checkpoints.resolve(options["checkpoint"], Path.cwd(), record)
+    recipe = run_recipe(record, environment)
+    target = Target(environment, recipe, checkpoint, record)
+    configured = target.defaults("infer")
+    max_new = options["max_new_tokens"] or (None if "max_new_tokens" in configured else 256)
+    found = samples.side_by_side(
+        target, out, files, options["samples"], options["backend"], max_new, options["temperature"]
+    )
+    backend = options["backend"] or configured.get("infer_backend") or "transformers"
+    settings = (
+        f"checkpoint {checkpoint.name} vs the base model, both through `swift infer` (backend {backend}, "
+        f"max_new_tokens {max_new or configured['max_new_tokens']}, temperature {options['temperature']:g})"
+    )
+    return sections.comparison(found, "", source, settings)
+
+
+def report(run_id: str | None, out: Path | None, env_file: Path | None, options: dict) -> int:
+    """Write `report.md` (with its images) and `report.html` for a training run; print where."""
+    started = time.monotonic()
+    cwd = Path.cwd()
+    environment = environment_for(env_file)
+    record = training_record(cwd, run_id)
+    info = show.details(record)
+    folder = show.run_dir(record)
+    dest = out or (folder / "report" if folder else Path(record.output_dir or cwd) / f"report-{record.id}")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MhsftError(
+            f"--out {dest}: cannot create the folder ({exc.strerror or exc}). Give a writable one."
+        ) from None
+    logged = history.History(train=info["loss"]["train"], eval=info["loss"]["eval"])
+    pictures = images.curves(folder, logged)
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    blocks = [
+        document.Heading(f"Experiment report: {record.recipe_name or record.id}", 1),
+        document.Para(f"Written by mhsft report at {stamp} from run {record.id}."),
+        *sections.overview(record, info, machine()),
+        *sections.training(info, pictures),
+        *compare_models(record, environment, info, dest, options),
+        *sections.artifacts(record, load_all(cwd), folder),
+        *sections.appendix(record, info),
+    ]
+    markdown = environment.redact(ui.clean(document.markdown(blocks)))
+    page = environment.redact(ui.clean(document.to_html(blocks, f"mhsft report {record.id}")))
+    for picture in pictures:
+        (dest / picture.name).write_bytes(picture.png)
+    (dest / "report.md").write_text(markdown, encoding="utf-8")
+    (dest / "report.html").write_text(page, encoding="utf-8")
+    ui.info(f"report: {dest / 'report.md'} and {dest / 'report.html'} ({time.monotonic() - started:.1f} s)")
+    if options["swanlab"]:
+        from mhsft.reporting.to_swanlab import log_report
+
+        log_report(record, environment, markdown)
+    return 0

@@ -1,0 +1,103 @@
+"""A report as a list of blocks, written out as Markdown (images beside it) or as one self-contained HTML file."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    css: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A PNG: a file `name` beside report.md, a data: URI in report.html."""
+
+    name: str
+    alt: str
+    png: bytes
+
+
+Block = Heading | Para | Code | Table | Image
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>") or " "
+
+
+def markdown(blocks: list[Block]) -> str:
+    """GitHub-flavoured Markdown; images are referenced by file name."""
+    out: list[str] = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append(f"{'#' * b.level} {b.text}")
+        elif isinstance(b, Para):
+            out.append(b.text)
+        elif isinstance(b, Code):
+            fence = "````" if "```" in b.text else "```"
+            out.append(f"{fence}\n{b.text}\n{fence}")
+        elif isinstance(b, Table):
+            lines = ["| " + " | ".join(map(_cell, b.columns)) + " |", "|" + "---|" * len(b.columns)]
+            lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in b.rows]
+            out.append("\n".join(lines))
+        else:
+            out.append(f"![{b.alt}]({b.name})")
+    return "\n\n".join(out) + "\n"
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;
+vertical-align:top;text-align:left;white-space:pre-wrap}th{background:#f3f3f3}pre{background:#f6f6f6;
+padding:8px;overflow-x:auto;font-size:13px}img{max-width:48%;margin:4px;border:1px solid #ddd}
+"""
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    """One HTML file with its style and images inside it: nothing is fetched from anywhere."""
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+    ]
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            out.append(f"<p>{html.escape(b.text)}</p>")
+        elif isinstance(b, Code):
+            out.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
+        elif isinstance(b, Table):
+            cells = "".join(f"<th>{html.escape(c)}</th>" for c in b.columns)
+            head = f"<thead><tr>{cells}</tr></thead>" if any(b.columns) else ""
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in b.rows)
+            css = f' class="{b.css}"' if b.css else ""
+            out.append(f"<table{css}>{head}<tbody>{body}</tbody></table>")
+        else:
+            data = base64.b64encode(b.png).decode("ascii")
+            out.append(
+                f'<img id="{html.escape(b.name)}" alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}">'
+            )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,67 @@
+"""`mhsft report --swanlab`: the report's Markdown logged as text to the run's own SwanLab experiment.
+
+The swanlab SDK runs in a child process with a deadline (see `isolated`); the API key travels on its stdin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mhsft import isolated, ui
+from mhsft.environment import Environment
+from mhsft.errors import MhsftError
+from mhsft.runs import RunRecord
+from mhsft.schema import SwanlabSettings
+from mhsft.swanlab_check import child_env, find_key
+from mhsft.view import links
+
+TIMEOUT_S = 120.0
+KEY = "mhsft/report"
+
+
+def log_text(args: dict[str, Any], emit: isolated.Emit) -> None:
+    """Child side: resume the run by id and log the Markdown under `mhsft/report`."""
+    import swanlab
+
+    if args["mode"] != "local":
+        emit("step", "login")
+        swanlab.login(api_key=args["key"], host=args["host"], save=False)
+    emit("step", "resume")
+    swanlab.init(
+        mode="local" if args["mode"] == "local" else "online",
+        log_dir=args.get("log_dir"),
+        project=args["project"],
+        workspace=args.get("workspace"),
+        name=args.get("experiment"),
+        id=args["run_id"],
+        resume="must",
+    )
+    emit("step", "log")
+    swanlab.log({KEY: swanlab.Text(args["markdown"], caption="mhsft report")})
+    swanlab.finish()
+    emit("check", {"name": "swanlab report", "status": "ok", "detail": f"logged as {KEY}"})
+
+
+def log_report(record: RunRecord, environment: Environment, markdown: str) -> None:
+    """Log `markdown` to the training run's SwanLab experiment; an MhsftError when that fails."""
+    info = links.swanlab_of(record)
+    if info is None or not record.swanlab_run_id:
+        raise MhsftError(f"run {record.id} has no SwanLab run id recorded, so --swanlab has no experiment to log to.")
+    args = {k: info.get(k) for k in ("mode", "workspace", "project", "experiment", "log_dir", "run_id")}
+    args["markdown"] = markdown
+    if info["mode"] != "local":
+        settings = SwanlabSettings(
+            info["project"], "cloud", info["experiment"], api_host=record.env.get("SWANLAB_API_HOST")
+        )
+        key, _, host = find_key(settings, environment, Path(record.cwd))
+        if not key:
+            raise MhsftError("--swanlab: no SwanLab API key (set SWANLAB_API_KEY in .env or run `swanlab login`).")
+        args |= {"key": key, "host": host}
+    outcome = isolated.run("mhsft.reporting.to_swanlab:log_text", args, TIMEOUT_S, child_env(environment))
+    if not any(c.status == "ok" for c in outcome.checks):
+        failed = [*outcome.checks, isolated.failure("swanlab report", outcome, TIMEOUT_S, "SwanLab", "")]
+        detail = next((c.detail for c in failed if c is not None), outcome.stderr_tail)
+        raise MhsftError(f"--swanlab: logging the report to SwanLab run {record.swanlab_run_id} failed ({detail}).")
+    where = info.get("url") or info.get("board")
+    ui.info(f"SwanLab: the report is logged as text `{KEY}` of run {record.swanlab_run_id} ({where})")
