@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from mhsft import ui
-from mhsft.environment import Environment
 from mhsft.errors import REHEARSAL_FAILED, MhsftError
 from mhsft.launch import environment_for, load_recipe
 from mhsft.plan import train_plan

@@ -41,7 +41,9 @@ def copy_rows(source: str, indices: list[int], out: Path) -> Path:
             timeout=COPY_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        raise MhsftError(f"copying the longest rows of {source} took over {COPY_TIMEOUT_S} s; nothing was trained.")
+        raise MhsftError(
+            f"copying the longest rows of {source} took over {COPY_TIMEOUT_S} s; nothing was trained."
+        ) from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise MhsftError(f"could not copy the longest rows of {source} into {out}: {last}. Nothing was trained.")
