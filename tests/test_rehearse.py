@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from hub_server import HubStandIn
 
-from conftest import SECRET, base_env, local_recipe, mhsft, write
+from hub_server import HubStandIn
 from mhsft.checkpoints import last_training
 from mhsft.environment import Environment
 from mhsft.recipe import load
@@ -18,6 +17,8 @@ from mhsft.rehearse.push import check_push, decide
 from mhsft.rehearse.subset import longest
 from mhsft.rehearse.verdict import BATCHES, EVALUATION, FAILED, PASSED, SAVE, SKIPPED, crashed_in, full_schedule, judge
 from mhsft.schema import validate
+
+from conftest import SECRET, base_env, local_recipe, mhsft, write
 
 TRACEBACK = """Train:  40%|####      | 2/5
 Traceback (most recent call last):
