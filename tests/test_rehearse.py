@@ -15,7 +15,19 @@ from mhsft.environment import Environment
 from mhsft.recipe import load
 from mhsft.rehearse.push import check_push, decide
 from mhsft.rehearse.subset import longest
-from mhsft.rehearse.verdict import BATCHES, EVALUATION, FAILED, PASSED, SAVE, SKIPPED, crashed_in, full_schedule, judge
+from mhsft.rehearse.verdict import (
+    BATCHES,
+    EVALUATION,
+    FAILED,
+    PASSED,
+    SAVE,
+    SKIPPED,
+    crashed_in,
+    full_schedule,
+    judge,
+    measure,
+    project,
+)
 from mhsft.schema import validate
 
 from conftest import SECRET, base_env, local_recipe, mhsft, write
@@ -139,3 +151,21 @@ def test_a_token_that_cannot_write_to_the_push_target_is_reported(workdir: Path,
     assert {path for method, path in hub.requests if method == "POST"} <= {"/api/v1/login"}  # the login only
     assert check_push(recipe, Environment(values=base), 5).detail.startswith(f"no {var} is set")
     assert not os.path.exists(workdir / ".modelscope")
+
+
+def test_the_projection_adds_start_up_first_step_steady_steps_evaluations_and_saves(tmp_path: Path) -> None:
+    logged = [  # swift 4.6's rows: train_speed(s/it) is the mean since the start, eval_runtime, train_runtime
+        {"loss": 2.0, "global_step/max_steps": "1/3", "train_speed(s/it)": 4.0, "num_input_tokens_seen": 100},
+        {"loss": 1.9, "global_step/max_steps": "2/3", "train_speed(s/it)": 3.0, "num_input_tokens_seen": 200},
+        {"loss": 1.8, "global_step/max_steps": "3/3", "train_speed(s/it)": 2.5, "num_input_tokens_seen": 300},
+        {"eval_loss": 1.7, "eval_runtime": 1.5, "global_step/max_steps": "3/3"},
+        {"train_runtime": 10.5, "global_step/max_steps": "3/3"},
+    ]
+    write(tmp_path / "logging.jsonl", "\n".join(map(json.dumps, logged)) + "\n")
+    measured = measure(tmp_path, 3, wall_s=30.5)
+    assert (measured["first_step_s"], measured["step_s"], measured["eval_s"]) == (4.0, 1.75, 1.5)
+    assert measured["save_s"] == 10.5 - 7.5 - 1.5 and measured["overhead_s"] == 20.0
+    assert measured["tokens_per_s"] == 40.0 and measured["peak_memory_gib"] is None
+    projection = project(measured, full_steps=21, evals=2, saves=3, eval_scale=4.0)
+    assert projection["parts_s"] == {"start-up": 20.0, "steps": 39.0, "evaluation": 12.0, "saves": 4.5}
+    assert projection["wall_s"] == 75.5

@@ -107,29 +107,33 @@ def measure(run_dir: Path, steps: int, wall_s: float) -> dict[str, Any]:
     last = next((r for r in reversed(train) if _step(r) <= steps), {})
     evals = [r for r in logged if "eval_runtime" in r]
     final = next((r for r in reversed(logged) if "train_runtime" in r), {})
-    step_s = last.get("train_speed(s/it)")
+    first = next((r for r in train if _step(r) == 1), {})
+    mean_s, first_s, done = last.get("train_speed(s/it)"), first.get("train_speed(s/it)"), _step(last)
+    steady = (mean_s * done - first_s) / (done - 1) if mean_s and first_s and done > 1 else mean_s
+    step_s = round(steady, 6) if steady is not None else None  # after the first step's warm-up
     eval_s = sum(r["eval_runtime"] for r in evals) / len(evals) if evals else 0.0
     runtime = final.get("train_runtime")
-    found: dict[str, Any] = {"steps": _step(last), "step_s": step_s, "eval_s": round(eval_s, 3)}
-    if runtime is not None and step_s is not None:
-        found["save_s"] = round(max(runtime - step_s * found["steps"] - eval_s * len(evals), 0.0), 3)
+    found: dict[str, Any] = {"steps": done, "first_step_s": first_s, "step_s": step_s, "eval_s": round(eval_s, 3)}
+    if runtime is not None and mean_s is not None:
+        found["save_s"] = round(max(runtime - mean_s * done - eval_s * len(evals), 0.0), 3)
         found["overhead_s"] = round(max(wall_s - runtime, 0.0), 3)  # model load, swift start-up and shutdown
     memory = [r["memory(GiB)"] for r in logged if isinstance(r.get("memory(GiB)"), (int, float))]
     found["peak_memory_gib"] = max(memory) if memory else None
     tokens = last.get("num_input_tokens_seen")
     if tokens and step_s:
         found["tokens_seen"] = tokens
-        found["tokens_per_s"] = round(tokens / (step_s * found["steps"]), 1)
+        found["tokens_per_s"] = round(tokens / (mean_s * done), 1)
     return found
 
 
 def project(measured: dict[str, Any], full_steps: int, evals: int, saves: int, eval_scale: float) -> dict[str, Any]:
-    """The full run's wall time: start-up + steps x step time + evaluations x eval time + saves x save time."""
+    """The full run's wall time: start-up + the first step + the other steps x step time + evaluations x eval
+    time + saves x save time."""
     if measured.get("step_s") is None or "save_s" not in measured:
         return {}
     parts = {
         "start-up": measured["overhead_s"],
-        "steps": full_steps * measured["step_s"],
+        "steps": (measured["first_step_s"] or measured["step_s"]) + (full_steps - 1) * measured["step_s"],
         "evaluation": evals * measured["eval_s"] * eval_scale,
         "saves": saves * measured["save_s"],
     }
@@ -162,7 +166,8 @@ def show(verdict: Verdict, as_json: bool) -> None:
     memory = m.get("peak_memory_gib")
     table.append(["peak GPU memory", "", f"{memory} GiB (swift's memory(GiB))" if memory else "no GPU"])
     if m.get("step_s") is not None:
-        table.append(["seconds per step", "", f"{m['step_s']:.3f} s at the longest batches"])
+        first = f" (the first {m['first_step_s']:.3f} s)" if m.get("first_step_s") else ""
+        table.append(["seconds per step", "", f"{m['step_s']:.3f} s at the longest batches{first}"])
     if m.get("tokens_per_s"):
         table.append(["tokens per second", "", f"{m['tokens_per_s']:.0f}"])
     if p:
