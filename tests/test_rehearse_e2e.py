@@ -31,7 +31,8 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("rehearse")
     fx = build(root / "tiny")
     (root / "home").mkdir()
-    env = base_env(root / "home") | {"MHSFT_TINY_DIR": str(fx.root)}
+    # one torch thread: on a shared CPU, threads spinning against other jobs make step times swing 30x
+    env = base_env(root / "home") | {"MHSFT_TINY_DIR": str(fx.root), "OMP_NUM_THREADS": "1"}
     rng = random.Random(7)  # the fixture's rows (about 30 tokens) plus 16 long ones of different lengths
     long = [
         json.dumps({"conversations": [{"from": "human", "value": "tell me " * rng.randint(10, 40)}, ANSWER]})
