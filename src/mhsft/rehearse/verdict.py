@@ -147,7 +147,9 @@ def project(measured: dict[str, Any], full_steps: int, evals: int, saves: int, e
 
 
 def duration(seconds: float) -> str:
-    """12 s, 3 min 4 s, 2 h 05 min."""
+    """0.4 s, 12 s, 3 min 4 s, 2 h 05 min."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
