@@ -38,9 +38,11 @@ def rehearsal_recipe(recipe: Recipe, steps: int, output_dir: Path, has_eval: boo
     return replace(recipe, args=recipe.args | {"sft": sft}, swanlab=swanlab)
 
 
-def derived_datasets(report: dict[str, Any], steps: int, folder: Path, sft: dict[str, Any]) -> dict[str, Any]:
-    """The longest kept rows: N steps of the whole effective batch for training, a few eval batches from the
-    recipe's eval set; returned as the `cached` arguments of `plan.train_plan`, with their token lengths."""
+def derived_datasets(
+    report: dict[str, Any], steps: int, folder: Path, sft: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The longest kept rows: N steps of the whole effective batch for training, one eval batch per step from
+    the recipe's eval set. Returns the `cached` arguments of `plan.train_plan` and the rows' token lengths."""
     rows = json.loads((Path(report["cache_dir"]) / "export" / "rows.json").read_text(encoding="utf-8"))
     s = report["steps"]
     batch = s["batch_size"] * s["processes"] * s["gradient_accumulation_steps"]
@@ -54,7 +56,7 @@ def derived_datasets(report: dict[str, Any], steps: int, folder: Path, sft: dict
         cached["cached_val_dataset"] = [str(copy_rows(report["cached_val_dataset"], val, folder / "val"))]
         lengths["val"] = [rows["val"]["lengths"][i] for i in val]
     (folder / "lengths.json").write_text(json.dumps(lengths), encoding="utf-8")
-    return cached | {"_lengths": lengths}
+    return cached, lengths
 
 
 def rehearse(
@@ -80,8 +82,7 @@ def rehearse(
     output_dir = Path(f"{real.output_dir}{SUFFIX}")
     run_dir = reserve_version_dir(output_dir)
     (run_dir / "rehearsal-data").mkdir()
-    cached = derived_datasets(report, steps, run_dir / "rehearsal-data", recipe.args["sft"])
-    lengths = cached.pop("_lengths")
+    cached, lengths = derived_datasets(report, steps, run_dir / "rehearsal-data", recipe.args["sft"])
     has_eval = "cached_val_dataset" in cached and recipe.args["sft"].get("eval_strategy") != "no"
     rehearsal = rehearsal_recipe(recipe, steps, output_dir, has_eval)
     run_id = new_swanlab_run_id()
