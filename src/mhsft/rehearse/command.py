@@ -100,15 +100,17 @@ def rehearse(
     text = log_path.read_text(encoding="utf-8", errors="replace")
     save = recipe.args["sft"].get("save_strategy") != "no"
     moments = judge(run_dir, text, code, steps, has_eval, save)
+    crashed = code != 0 and not any(m.status == FAILED for m in moments)  # before training: no moment to blame
     if push:
         moments.append(push)
     measured = measure(run_dir, steps, wall)
     total, evals, saves = full_schedule(recipe.args["sft"], report["steps"]["steps_per_epoch"], has_eval)
     eval_scale = report["val_rows"] / len(lengths["val"]) if lengths.get("val") else 0.0
-    verdict = Verdict(moments, measured, project(measured, total, evals, saves, eval_scale), code, str(log_path))
-    verdict.run_dir = str(run_dir)
+    projection = project(measured, total, evals, saves, eval_scale)
+    verdict = Verdict(moments, measured, projection, code, str(log_path), str(run_dir))
     show(verdict, as_json)
-    crashed = code != 0 and not any(m.status == FAILED for m in moments)
+    if crashed and code >= 128:  # stopped by a signal (Ctrl-C): execute's last line said so
+        return code
     if crashed:
         raise MhsftError(f"swift crashed before the rehearsal's first step (exit {code}): see {log_path}.", code)
     if not verdict.passed:
