@@ -124,3 +124,10 @@ def test_a_broken_eval_fails_the_rehearsal_at_the_eval_moment_with_exit_5(tiny) 
     assert moments["evaluation"]["status"] == "failed" and "eval_bogus" in moments["evaluation"]["detail"]
     assert moments["checkpoint save"]["status"] == "skipped" and verdict["swift_exit"] == 1
     assert "rehearsal failed at the evaluation" in stderr
+
+
+def test_swift_failing_before_its_first_step_gives_swifts_own_exit_code(tiny) -> None:
+    code, verdict, stderr = rehearse(tiny, "--set", "sft.lora_rank=0")  # peft refuses it while swift prepares the model
+    assert code == verdict["swift_exit"] != 0 and code != 5, stderr
+    assert "swift crashed before the rehearsal's first step" in stderr
+    assert [m["status"] for m in verdict["moments"]] == ["skipped"] * 3
