@@ -3,7 +3,9 @@
 ModelScope (modelscope_hub 0.5, what `HubApi().login(token)` in ms-swift sends): `POST /api/v1/login` with
 `{"AccessToken": token}` answers `{"Code": 200, "Data": {"AccessToken", "Username", "Email"}}`, then
 `GET /openapi/v1/users/me` (Bearer token) the profile. Hugging Face: `GET /api/whoami-v2` (Bearer token).
-An unknown token gets a 401. `behaviour = "hang"` makes every request wait `delay` seconds.
+An unknown token gets a 401. `behaviour = "hang"` makes every request wait `delay` seconds. A token in
+`read_only` is refused by the ModelScope login (which mints git credentials) but accepted by `users/me`, and has
+the role "read" in Hugging Face's whoami (`auth.accessToken.role`, with `orgs`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class HubStandIn:
     behaviour: str = "ok"  # ok | hang
     delay: float = 30.0
     requests: list[tuple[str, str]] = field(default_factory=list)
+    read_only: set[str] = field(default_factory=set)
+    orgs: list[str] = field(default_factory=list)
 
     def start(self) -> HubStandIn:
         hub = self
@@ -49,11 +53,16 @@ class HubStandIn:
                 if user is None:
                     return self._send(401, {"Code": 10010101, "Message": "token is invalid", "error": "Invalid"})
                 path = self.path.split("?")[0]
+                if path == "/api/v1/login" and token in hub.read_only:
+                    return self._send(403, {"Code": 10010403, "Message": "token has no write permission"})
                 if path == "/api/v1/login":
                     data = {"AccessToken": "git-token", "Username": user, "Email": f"{user}@example.com"}
                     return self._send(200, {"Code": 200, "Success": True, "Data": data})
                 if path in ("/openapi/v1/users/me", "/api/whoami-v2"):
-                    return self._send(200, {"username": user, "name": user, "type": "user"})
+                    role = "read" if token in hub.read_only else "write"
+                    orgs = [{"name": o} for o in hub.orgs]
+                    auth = {"accessToken": {"displayName": "t", "role": role}}
+                    return self._send(200, {"username": user, "name": user, "type": "user", "orgs": orgs, "auth": auth})
                 return self._send(404, {"Code": 404, "Message": "not found"})
 
             do_GET = do_POST = _handle

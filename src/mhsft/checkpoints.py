@@ -74,14 +74,15 @@ def run_dir_of(record: RunRecord) -> Path | None:
 
 
 def last_training(cwd: Path) -> RunRecord | None:
-    """The newest successful `mhsft train` or `mhsft submit` record in `cwd`.
+    """The newest successful `mhsft train` or `mhsft submit` record in `cwd` (never a rehearsal).
 
     An unreadable training record newer than that one is an error: mhsft does not fall back to an older run.
     """
     records, bad = scan(cwd)
     report(bad)
     done = ("succeeded", "completed")  # completed: a Slurm run
-    found = next((r for r in reversed(records) if r.command == "sft" and r.status in done), None)
+    trained = (r for r in reversed(records) if r.command == "sft" and r.status in done and not r.extra.get("rehearsal"))
+    found = next(trained, None)
     newer = [b for b in bad if "-sft-" in b.id and (found is None or b.id > found.id)]
     if newer:
         raise MhsftError(

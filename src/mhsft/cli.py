@@ -110,7 +110,7 @@ def _root(
 @app.command(
     epilog="Examples:\n\n  mhsft train recipes/qwen7b.toml\n\n  mhsft train qwen7b --dry-run\n\n"
     "  mhsft train recipes/qwen7b.toml --set sft.num_train_epochs=1 --set swanlab.project=trial\n\n"
-    "  mhsft train recipes/qwen7b.toml --resume"
+    "  mhsft train recipes/qwen7b.toml --resume\n\n  mhsft train recipes/qwen7b.toml --rehearse --steps 4"
 )
 def train(
     recipe: RecipeArg,
@@ -127,9 +127,33 @@ def train(
             help="Continue from the newest checkpoint in the recipe's output_dir, under the same SwanLab run.",
         ),
     ] = False,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Run a few steps on the longest rows with an eval and a save, into <output_dir>-rehearsal; print "
+            "a verdict and the projected full-run time (exit 5 when a moment fails).",
+        ),
+    ] = False,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="--rehearse: optimizer steps to run.")] = 3,
+    json_: Annotated[bool, typer.Option("--json", help="--rehearse: print the verdict as JSON.")] = False,
 ) -> None:
     """Train: validate the recipe, check SwanLab and the dataset, run `swift sft`, record the run in .mhsft/runs/."""
     from mhsft.train import train as run_train
+
+    if rehearse:
+        if dry_run or resume or no_data_check:
+            raise MhsftError(
+                "--rehearse runs swift on the dataset gate's longest rows into a folder of its own: it cannot be "
+                "combined with --dry-run, --resume or --no-data-check (nor MHSFT_NO_DATA_CHECK). Drop those."
+            )
+        from mhsft.rehearse.command import rehearse as run_rehearsal
+
+        raise typer.Exit(
+            run_rehearsal(
+                recipe, set_, env_file, steps=steps, check=not no_preflight, timeout=preflight_timeout, as_json=json_
+            )
+        )
 
     raise typer.Exit(
         run_train(

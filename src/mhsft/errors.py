@@ -5,6 +5,7 @@ from __future__ import annotations
 USAGE = 2
 PREFLIGHT = 3
 DATA_CHECK = 4
+REHEARSAL_FAILED = 5
 INTERRUPTED = 130
 
 

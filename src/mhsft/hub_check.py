@@ -80,8 +80,17 @@ def login_in_child(args: dict[str, Any], emit: isolated.Emit) -> None:
     emit("check", Check(name, OK, f"{var} accepted by {url} for {user}").as_dict())
 
 
-def check(hub: str, environment: Environment, timeout: float) -> Check:
-    """Log in to `hub` with its token as swift would, bounded by `timeout` seconds in all."""
+def check(
+    hub: str,
+    environment: Environment,
+    timeout: float,
+    child: str = "mhsft.hub_check:login_in_child",
+    extra: dict[str, Any] | None = None,
+) -> Check:
+    """Log in to `hub` with its token as swift would, bounded by `timeout` seconds in all.
+
+    `child` (`module:function(args, emit)`) may do another check with the same token, bounded the same way;
+    it gets `extra` among its args."""
     var = next(name for name in TOKENS[hub] if environment.get(name))
     url = endpoint(hub, environment)
     endpoint_var = "HF_ENDPOINT" if hub == "hf" else "MODELSCOPE_ENDPOINT"
@@ -96,7 +105,7 @@ def check(hub: str, environment: Environment, timeout: float) -> Check:
             "HF_HOME": home,
         }
         args = {"hub": hub, "token": environment.get(var), "endpoint": url, "var": var, "endpoint_var": endpoint_var}
-        outcome = isolated.run("mhsft.hub_check:login_in_child", args, timeout, env)
+        outcome = isolated.run(child, args | (extra or {}), timeout, env)
     stalled = isolated.failure(
         f"{hub} login", outcome, timeout, url, FIXES["network"].format(endpoint_var=endpoint_var)
     )

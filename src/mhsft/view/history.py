@@ -30,7 +30,7 @@ class History:
         return found[-1] if found else None
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
+def rows(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a jsonl file; a line being written (or garbled) is skipped."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -63,7 +63,7 @@ def _number(value: Any) -> float | None:
 def read(run_dir: Path) -> History:
     """Parse `run_dir/logging.jsonl` (a run still going has only some of it)."""
     history = History()
-    for row in _rows(run_dir / "logging.jsonl"):
+    for row in rows(run_dir / "logging.jsonl"):
         step = _step(row)
         if step is not None:
             history.progress = {"step": step[0], "max_steps": step[1]} | {

@@ -1,0 +1,123 @@
+"""`mhsft train RECIPE --rehearse`: the recipe's real `swift sft`, on its longest rows, with an evaluation and a
+checkpoint save within a few steps, into `<output_dir>-rehearsal`; then the verdict."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mhsft import ui
+from mhsft.errors import REHEARSAL_FAILED, MhsftError
+from mhsft.launch import environment_for, load_recipe
+from mhsft.plan import train_plan
+from mhsft.rehearse.subset import copy_rows, longest
+from mhsft.rehearse.verdict import EVALUATION, FAILED, SAVE, Verdict, full_schedule, judge, measure, project, show
+from mhsft.schema import Recipe
+
+SUFFIX = "-rehearsal"
+
+
+def rehearsal_recipe(recipe: Recipe, steps: int, output_dir: Path, has_eval: bool) -> Recipe:
+    """The recipe changed only so that N steps reach an evaluation and a checkpoint save, longest rows first."""
+    sft = dict(recipe.args["sft"])
+    sft |= {
+        "output_dir": str(output_dir),
+        "max_steps": steps,
+        "save_steps": steps,
+        "logging_steps": 1,
+        "train_dataloader_shuffle": False,  # the derived dataset is longest first: keep that order
+        "include_num_input_tokens_seen": True,
+    }
+    if has_eval:
+        sft["eval_steps"] = steps
+    swanlab = replace(recipe.swanlab, exp_name=recipe.swanlab.exp_name + SUFFIX)
+    return replace(recipe, args=recipe.args | {"sft": sft}, swanlab=swanlab)
+
+
+def derived_datasets(
+    report: dict[str, Any], steps: int, folder: Path, sft: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The longest kept rows: N steps of the whole effective batch for training, one eval batch per step from
+    the recipe's eval set. Returns the `cached` arguments of `plan.train_plan` and the rows' token lengths."""
+    rows = json.loads((Path(report["cache_dir"]) / "export" / "rows.json").read_text(encoding="utf-8"))
+    s = report["steps"]
+    batch = s["batch_size"] * s["processes"] * s["gradient_accumulation_steps"]
+    limit, strategy = report["max_length"], report["truncation_strategy"]
+    picked = longest(rows["train"]["lengths"], steps * batch, limit, strategy)
+    cached: dict[str, Any] = {"cached_dataset": [str(copy_rows(report["cached_dataset"], picked, folder / "train"))]}
+    lengths = {"train": [rows["train"]["lengths"][i] for i in picked]}
+    if report["cached_val_dataset"] and rows.get("val"):
+        eval_batch = int(sft.get("per_device_eval_batch_size", 1)) * s["processes"]  # swift 4.6 default: 1
+        val = longest(rows["val"]["lengths"], min(len(rows["val"]["lengths"]), eval_batch * steps), limit, strategy)
+        cached["cached_val_dataset"] = [str(copy_rows(report["cached_val_dataset"], val, folder / "val"))]
+        lengths["val"] = [rows["val"]["lengths"][i] for i in val]
+    (folder / "lengths.json").write_text(json.dumps(lengths), encoding="utf-8")
+    return cached, lengths
+
+
+def rehearse(
+    ref: str, overrides: list[str], env_file: Path | None, *, steps: int, check: bool, timeout: float, as_json: bool
+) -> int:
+    """Everything `mhsft train --rehearse` does; returns 0, 5 (a moment failed) or swift's own exit code."""
+    from mhsft.launch import execute
+    from mhsft.rehearse.push import check_push
+    from mhsft.runner import executable
+    from mhsft.runs import reserve_version_dir
+    from mhsft.train import checks_before_start, new_swanlab_run_id
+    from mhsft.view.links import for_record
+
+    cwd = Path.cwd()
+    environment = environment_for(env_file)
+    recipe = load_recipe(ref, overrides, environment)
+    real = train_plan(recipe, environment, cwd)
+    executable(real.argv[0])
+    out = sys.stderr if as_json else None
+    found, report = checks_before_start(real, recipe, environment, check=check, timeout=timeout, log=out)
+    assert report is not None  # the gate always runs here (data_check=True)
+    push = check_push(recipe, environment, timeout)
+    output_dir = Path(f"{real.output_dir}{SUFFIX}")
+    run_dir = reserve_version_dir(output_dir)
+    (run_dir / "rehearsal-data").mkdir()
+    cached, lengths = derived_datasets(report, steps, run_dir / "rehearsal-data", recipe.args["sft"])
+    has_eval = "cached_val_dataset" in cached and recipe.args["sft"].get("eval_strategy") != "no"
+    rehearsal = rehearsal_recipe(recipe, steps, output_dir, has_eval)
+    run_id = new_swanlab_run_id()
+    plan = train_plan(rehearsal, environment, cwd, run_id=run_id, cached=cached, run_dir=run_dir)
+    ui.pairs([*plan.summary[:3], ("rehearsal", f"{steps} step(s) of the longest rows, eval and save at step {steps}")])
+    extra = {"rehearsal": True, "longest_lengths": lengths["train"][:8]} | for_record(
+        recipe, environment, found, run_id
+    )
+    log_path = run_dir / "swift.log"
+    ui.info(f"rehearsal: swift's output goes to {log_path}")
+    started = time.monotonic()
+    with log_path.open("w", encoding="utf-8") as log:
+        code = execute(plan, environment, rehearsal, log=log, swanlab_run_id=run_id, extra=extra, run_dir=str(run_dir))
+    wall = time.monotonic() - started
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    save = recipe.args["sft"].get("save_strategy") != "no"
+    moments = judge(run_dir, text, code, steps, has_eval, save)
+    crashed = code != 0 and not any(m.status == FAILED for m in moments)  # before training: no moment to blame
+    if push:
+        moments.append(push)
+    measured = measure(run_dir, steps, wall)
+    total, evals, saves = full_schedule(recipe.args["sft"], report["steps"]["steps_per_epoch"], has_eval)
+    eval_scale = report["val_rows"] / len(lengths["val"]) if lengths.get("val") else 0.0
+    projection = project(measured, total, evals, saves, eval_scale)
+    verdict = Verdict(moments, measured, projection, code, str(log_path), str(run_dir))
+    show(verdict, as_json)
+    if crashed and code >= 128:  # stopped by a signal (Ctrl-C): execute's last line said so
+        return code
+    if crashed:
+        raise MhsftError(f"swift crashed before the rehearsal's first step (exit {code}): see {log_path}.", code)
+    if not verdict.passed:
+        failed = next(m for m in moments if m.status == FAILED)
+        raise MhsftError(
+            f"rehearsal failed at the {failed.name}: {failed.detail}. The full run would fail there too"
+            f"{' after hours' if failed.name in (EVALUATION, SAVE) else ''}; fix the recipe and rehearse again.",
+            REHEARSAL_FAILED,
+        )
+    return 0
