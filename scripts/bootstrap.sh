@@ -12,7 +12,7 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
-if ! .venv/bin/python -c "import mhsft, swift, swanlab, swanboard, modelscope, pytest, hypothesis" 2>/dev/null; then
+if ! .venv/bin/python -c "import mhsft, swift, swanlab, swanboard, modelscope, orjson, plotext, matplotlib, pytest, hypothesis" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
 fi
 echo "bootstrap: $(.venv/bin/mhsft --version), $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
