@@ -11,14 +11,15 @@ the role "read" in Hugging Face's whoami (`auth.accessToken.role`, with `orgs`).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 
 
 @dataclass
-class HubStandIn:
+class HubStandIn(LoopbackServer):
     tokens: dict[str, str] = field(default_factory=lambda: {"ms-good-token-0123456789": "alice"})
     behaviour: str = "ok"  # ok | hang
     delay: float = 30.0
@@ -67,15 +68,5 @@ class HubStandIn:
 
             do_GET = do_POST = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

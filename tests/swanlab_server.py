@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 
 
 @dataclass
-class SwanLabCloud:
+class SwanLabCloud(LoopbackServer):
     keys: dict[str, str] = field(default_factory=lambda: {"good-key-0123456789": "alice"})
     workspaces: set[str] = field(default_factory=lambda: {"alice", "team"})
     projects: set[str] = field(default_factory=lambda: {"alice/existing"})
@@ -103,16 +104,5 @@ class SwanLabCloud:
 
             do_GET = do_POST = do_PUT = do_PATCH = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.serve(Handler)
         return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from hub_server import HubStandIn
 from mhsft.checkpoints import last_training
 from mhsft.environment import Environment
 from mhsft.recipe import load
@@ -31,6 +30,7 @@ from mhsft.rehearse.verdict import (
 from mhsft.schema import validate
 
 from conftest import SECRET, base_env, local_recipe, mhsft, write
+from hub_server import HubStandIn
 
 TRACEBACK = """Train:  40%|####      | 2/5
 Traceback (most recent call last):

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from hub_server import HubStandIn
 from mhsft.deploy import API_KEY_VAR
 from mhsft.environment import Environment, is_secret_key, is_secret_name, redact
 from mhsft.plan import command_plan
 from mhsft.swift_args import specs
 
 from conftest import SECRET, local_recipe, loopback_only, mhsft, write
+from hub_server import HubStandIn
 
 GOOD_MS = "ms-good-token-0123456789"
 # names from ms-swift 4.6's own environment variables (os.environ / get_env_args in the installed source)

@@ -12,9 +12,9 @@ import pytest
 
 from mhsft.schema import SlurmSettings
 from mhsft.slurm import client, jobs, node, script
-from slurmtest import job_ids, needs_slurm
 
 from conftest import SECRET, local_recipe, mhsft, write
+from slurmtest import job_ids, needs_slurm
 from swanlab_server import SwanLabCloud
 
 SLURM = """

@@ -14,9 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from slurmtest import REASON, everything_slurm_keeps, job_state, record, submitted_run, wait_for
-
 from conftest import SECRET, base_env, mhsft, write
+from slurmtest import REASON, everything_slurm_keeps, job_state, record, submitted_run, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(REASON is not None, reason=f"Slurm tests skipped: {REASON}")]
 TIMEOUT = 600
