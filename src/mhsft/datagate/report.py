@@ -114,15 +114,18 @@ def _percentile(ordered: list[int], q: float) -> int:
 
 
 def length_stats(lengths: Iterable[int], max_length: int | None) -> dict[str, Any]:
-    """min/median/p95/p99/max/total of token counts, and a histogram (bins up to max_length or the max)."""
+    """min/median/p95/p99/max/total of token counts, and a histogram over the rows' range (to max_length when
+    that is within twice the longest row, so the limit shows where the rows stand against it)."""
     ordered = sorted(lengths)
     if not ordered:
         return {"rows": 0}
-    top = max(ordered[-1], max_length or 0)
-    width = max(1, math.ceil(top / HISTOGRAM_BINS))
-    bins = [0] * HISTOGRAM_BINS
+    low = ordered[0]
+    top = max(ordered[-1], max_length if max_length and max_length <= 2 * ordered[-1] else 0)
+    width = max(1, math.ceil((top - low + 1) / HISTOGRAM_BINS))
+    count = min(HISTOGRAM_BINS, math.ceil((top - low + 1) / width))
+    bins = [0] * count
     for n in ordered:
-        bins[min(HISTOGRAM_BINS - 1, (n - 1) // width if n else 0)] += 1
+        bins[min(count - 1, (n - low) // width)] += 1
     return {
         "rows": len(ordered),
         "min": ordered[0],
@@ -131,7 +134,7 @@ def length_stats(lengths: Iterable[int], max_length: int | None) -> dict[str, An
         "p99": _percentile(ordered, 0.99),
         "max": ordered[-1],
         "total_tokens": sum(ordered),
-        "histogram": [[i * width + 1, (i + 1) * width, count] for i, count in enumerate(bins)],
+        "histogram": [[low + i * width, low + (i + 1) * width - 1, n] for i, n in enumerate(bins)],
     }
 
 
@@ -256,6 +259,8 @@ def _histogram(console: Any, bins: list[list[int]], max_length: int | None) -> N
     from rich.text import Text
 
     peak = max(count for _, _, count in bins) or 1
+    if max_length is not None and max_length > bins[-1][1]:
+        console.print(f"  (max_length {max_length} is above every kept row)")
     for low, high, count in bins:
         bar = "█" * max(1 if count else 0, round(30 * count / peak))
         mark = "  <- max_length" if max_length is not None and low <= max_length <= high else ""
