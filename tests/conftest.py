@@ -167,3 +167,16 @@ def tiny_fixtures(root: Path) -> SimpleNamespace:
     fx = build(root / "tiny")
     (root / "home").mkdir(exist_ok=True)
     return SimpleNamespace(fx=fx, work=fx.root, env=base_env(root / "home") | {"MHSFT_TINY_DIR": str(fx.root)})
+
+
+def training_started(
+    workdir: Path, env: dict[str, str], fake_swift: FakeSwift, **popen
+) -> tuple[subprocess.Popen, dict]:
+    """`mhsft train r.toml` in the background until the fake swift has started; returns it and swift's start info
+    (pid, grandchild). `popen` goes to Popen (stdout/stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "mhsft", "train", "r.toml"], cwd=workdir, env=env, **popen)
+    started = Path(f"{fake_swift.log}.started")
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc, json.loads(started.read_text())

@@ -6,8 +6,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from mhsft.errors import MhsftError
 from mhsft.runner import executable
 
-from conftest import SECRET, FakeSwift, gone, local_recipe, mhsft, write
+from conftest import SECRET, FakeSwift, gone, local_recipe, mhsft, training_started, write
 
 
 def records(workdir: Path) -> list[dict]:
@@ -106,18 +104,8 @@ def test_dotenv_is_found_from_a_parent_directory(workdir, env, fake_swift: FakeS
 )
 def test_signals_are_forwarded_to_swifts_process_group(workdir, env, fake_swift, signum, expected) -> None:
     local_recipe(workdir)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mhsft", "train", "r.toml"],
-        cwd=workdir,
-        env=env | {"FAKE_SWIFT_MODE": "sleep"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    started = Path(f"{fake_swift.log}.started")
-    deadline = time.monotonic() + 30
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    info = json.loads(started.read_text())
+    sleeping = env | {"FAKE_SWIFT_MODE": "sleep"}
+    proc, info = training_started(workdir, sleeping, fake_swift, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert records(workdir)[0]["status"] == "running"
     proc.send_signal(signum)
     proc.wait(timeout=15)

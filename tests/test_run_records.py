@@ -22,7 +22,7 @@ from mhsft import launch, runs
 from mhsft.environment import load_environment
 from mhsft.plan import Plan
 
-from conftest import gone, local_recipe, mhsft, write
+from conftest import gone, local_recipe, mhsft, training_started, write
 
 TRAIN = [sys.executable, "-m", "mhsft", "train", "r.toml"]
 
@@ -52,10 +52,7 @@ def no_leftovers():
 
 def started_swift(workdir: Path, fake_swift, env: dict) -> tuple[subprocess.Popen, dict]:
     """`mhsft train` in the background until the fake swift runs and the record holds its pid."""
-    proc = subprocess.Popen(TRAIN, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    started = Path(f"{fake_swift.log}.started")
-    wait_for(started.exists)
-    info = json.loads(started.read_text())
+    proc, info = training_started(workdir, env, fake_swift, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _groups.append(info["pid"])  # swift leads its own process group
     wait_for(lambda: records(workdir) and records(workdir)[0]["pid"] == info["pid"])
     return proc, info

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import SECRET, local_recipe, mhsft, watch_stderr, write
+from conftest import SECRET, local_recipe, mhsft, training_started, watch_stderr, write
 from swanlab_server import SwanLabCloud
 
 GOOD = "good-key-0123456789"
@@ -212,17 +212,8 @@ def test_board_bad_input(workdir, env, fake_swift) -> None:
 
 def test_follow_refreshes_until_the_run_ends(workdir, env, fake_swift) -> None:
     local_recipe(workdir)
-    training = subprocess.Popen(
-        [sys.executable, "-m", "mhsft", "train", "r.toml"],
-        cwd=workdir,
-        env=env | {"FAKE_SWIFT_MODE": "sleep"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    started = Path(f"{fake_swift.log}.started")
-    deadline = time.monotonic() + 30
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    sleeping = env | {"FAKE_SWIFT_MODE": "sleep"}
+    training, _ = training_started(workdir, sleeping, fake_swift, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (record,) = [json.loads(p.read_text()) for p in (workdir / ".mhsft" / "runs").glob("*.json")]
     log = Path(record["run_dir"]) / "logging.jsonl"  # the vN folder mhsft reserved for this run
     row = {"loss": 2.5, "global_step/max_steps": "2/20", "elapsed_time": "1s", "remaining_time": "9s"}

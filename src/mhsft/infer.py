@@ -100,3 +100,30 @@ def infer(
     plan = command_plan("infer", args, target.environment, cwd, recipe=target.recipe, summary=summary)
     extra = {"result_path": args.get("result_path")} if batch else {}
     return target.run(plan, dry_run, log=log, extra=extra | ({} if adapter else {"adapter": False}))
+
+
+def batch(
+    target: Target,
+    prompts: Path,
+    result_path: Path,
+    log: IO[str],
+    *,
+    backend: str | None,
+    max_new_tokens: int | None,
+    temperature: float | None,
+    adapter: bool = True,
+) -> int:
+    """Batch inference on a jsonl file into `result_path`, swift's output to `log` (no streaming or tuning)."""
+    return infer(
+        target,
+        backend=backend,
+        dataset=prompts,
+        result_path=result_path,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        stream=False,
+        friendly={},
+        dry_run=False,
+        log=log,
+        adapter=adapter,
+    )

@@ -70,24 +70,14 @@ def train_step(t: Selftest) -> str:
 
 
 def infer_step(t: Selftest) -> str:
-    from mhsft.infer import infer
+    from mhsft.infer import batch
     from mhsft.targets import resolve_target
 
     fx = t.facts["fixtures"]
     result = t.root / "infer.jsonl"
     with t.log("infer") as log:
-        code = infer(
-            resolve_target(None, [], None, "latest", None),
-            backend="transformers",
-            dataset=fx.val,
-            result_path=result,
-            max_new_tokens=16,
-            temperature=0.0,
-            stream=False,
-            friendly={},
-            dry_run=False,
-            log=log,
-        )
+        target = resolve_target(None, [], None, "latest", None)
+        code = batch(target, fx.val, result, log, backend="transformers", max_new_tokens=16, temperature=0.0)
     t.ran("infer", code)
     expected = sum(1 for _ in fx.val.open())
     got = len(result.read_text().splitlines()) if result.exists() else 0

@@ -88,7 +88,7 @@ def side_by_side(
     temperature: float,
 ) -> list[Sample]:
     """Run `swift infer` on the prompts with the adapter and without it; pair the answers row by row."""
-    from mhsft.infer import infer
+    from mhsft.infer import batch
 
     prompts = out / "prompts.jsonl"
     count = take(files, n, prompts)
@@ -97,17 +97,14 @@ def side_by_side(
         result = out / f"infer-{name}.jsonl"
         result.unlink(missing_ok=True)
         with open(out / f"infer-{name}.log", "w", encoding="utf-8") as log:
-            code = infer(
+            code = batch(
                 target,
+                prompts,
+                result,
+                log,
                 backend=backend,
-                dataset=prompts,
-                result_path=result,
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
-                stream=False,
-                friendly={},
-                dry_run=False,
-                log=log,
                 adapter=adapter,
             )
         if code != 0:
