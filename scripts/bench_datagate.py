@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-train", action="store_true")
     options = parser.parse_args()
-    from mhsft.fixtures import build
+    from mhsft.selfcheck.tiny import build
 
     root = Path(tempfile.mkdtemp(prefix="mhsft-bench-gate-"))
     bench_scan(options.rows, root)

@@ -51,11 +51,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mhsft-bench"))
     args = parser.parse_args()
     from mhsft.environment import load_environment
-    from mhsft.fixtures import build
-    from mhsft.plan import train_plan
-    from mhsft.recipe import load
-    from mhsft.schema import validate
-    from mhsft.train import new_swanlab_run_id
+    from mhsft.recipe.load import load
+    from mhsft.recipe.plan import train_plan
+    from mhsft.recipe.validate import validate
+    from mhsft.selfcheck.tiny import build
+    from mhsft.train.before_start import new_swanlab_run_id
 
     root = build(args.workdir).root
     env = {**os.environ, "MHSFT_TINY_DIR": str(root), "HF_HUB_OFFLINE": "1"}

@@ -1,4 +1,4 @@
-"""Regenerate src/mhsft/data/swift_args.json from the installed ms-swift.
+"""Regenerate src/mhsft/recipe/data/swift_args.json from the installed ms-swift.
 
 mhsft validates recipes against this file so that `mhsft validate` never imports swift.
 Run after upgrading ms-swift:  python scripts/gen_swift_args.py
@@ -14,7 +14,7 @@ import typing
 from importlib.metadata import version
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "mhsft" / "data" / "swift_args.json"
+OUT = Path(__file__).resolve().parents[1] / "src" / "mhsft" / "recipe" / "data" / "swift_args.json"
 COMMANDS = {
     "sft": "SftArguments",
     "infer": "InferArguments",

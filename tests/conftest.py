@@ -162,7 +162,7 @@ def watch_stderr(proc: subprocess.Popen, marker: str) -> tuple[list[str], thread
 def tiny_fixtures(root: Path) -> SimpleNamespace:
     """The tiny model and data built under `root`, a home folder, and an environment whose `tiny` recipe uses
     them (MHSFT_TINY_DIR); the working folder is the fixtures' root."""
-    from mhsft.fixtures import build
+    from mhsft.selfcheck.tiny import build
 
     fx = build(root / "tiny")
     (root / "home").mkdir(exist_ok=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mhsft import checkpoints
 from mhsft.errors import MhsftError
+from mhsft.runs import checkpoints
 
 from conftest import SECRET, mhsft, write
 

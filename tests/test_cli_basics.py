@@ -9,7 +9,8 @@ import sys
 import pytest
 import tomllib
 
-from mhsft import __version__, builtin
+from mhsft import __version__
+from mhsft.recipe import builtin
 
 from conftest import mhsft
 

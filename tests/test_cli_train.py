@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mhsft.errors import MhsftError
-from mhsft.runner import executable
+from mhsft.process.runner import executable
 
 from conftest import SECRET, FakeSwift, gone, local_recipe, mhsft, training_started, write
 

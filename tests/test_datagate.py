@@ -13,8 +13,8 @@ from mhsft.datagate.scan import EMPTY_ANSWER, NO_USER, OTHER_SCHEMA, UNPARSEABLE
 from mhsft.datagate.spec import GateSpec
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.recipe import load
-from mhsft.schema import validate
+from mhsft.recipe.load import load
+from mhsft.recipe.validate import validate
 
 from conftest import local_recipe, mhsft, write
 
@@ -195,7 +195,7 @@ def test_data_check_names_a_mixed_schema_line(workdir: Path, env: dict) -> None:
 
 def test_doctor_reports_the_last_data_check_without_tokenising(workdir: Path) -> None:
     from mhsft.datagate.spec import gate_spec
-    from mhsft.doctor import last_data_check
+    from mhsft.selfcheck.doctor import last_data_check
 
     recipe = _recipe(workdir, "")
     assert last_data_check(recipe, workdir).status == "warn"  # never checked here

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.plan import train_plan
-from mhsft.recipe import load
-from mhsft.schema import validate
+from mhsft.recipe.load import load
+from mhsft.recipe.plan import train_plan
+from mhsft.recipe.validate import validate
 
 from conftest import SECRET, local_recipe, mhsft, write
 

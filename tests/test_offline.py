@@ -38,7 +38,7 @@ if LOG:
 
 
 def test_a_local_train_makes_no_outside_lookup(tmp_path: Path) -> None:
-    from mhsft.fixtures import build
+    from mhsft.selfcheck.tiny import build
 
     fx = build(tmp_path / "tiny")
     hook_dir = tmp_path / "audit"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mhsft import builtin
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.recipe import load, parse_override
+from mhsft.recipe import builtin
+from mhsft.recipe.load import load, parse_override
 
 from conftest import write
 

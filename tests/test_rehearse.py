@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mhsft.checkpoints import last_training
 from mhsft.environment import Environment
-from mhsft.recipe import load
+from mhsft.recipe.load import load
+from mhsft.recipe.validate import validate
 from mhsft.rehearse.push import check_push, decide
 from mhsft.rehearse.subset import longest
 from mhsft.rehearse.verdict import (
@@ -27,7 +27,7 @@ from mhsft.rehearse.verdict import (
     measure,
     project,
 )
-from mhsft.schema import validate
+from mhsft.runs.checkpoints import last_training
 
 from conftest import SECRET, base_env, local_recipe, mhsft, write
 from hub_server import HubStandIn

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mhsft.checkpoints import last_training
-from mhsft.runs import load_all
+from mhsft.runs.checkpoints import last_training
+from mhsft.runs.store import load_all
 from mhsft.view.history import rows
 
 from conftest import base_env, mhsft, write
@@ -26,7 +26,7 @@ ANSWER = {"from": "gpt", "value": "ok"}
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> SimpleNamespace:
-    from mhsft.fixtures import build
+    from mhsft.selfcheck.tiny import build
 
     root = tmp_path_factory.mktemp("rehearse")
     fx = build(root / "tiny")

@@ -10,10 +10,10 @@ import pytest
 
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.plan import report_to, train_plan
-from mhsft.recipe import load
-from mhsft.render import argv_for, localize
-from mhsft.schema import validate
+from mhsft.recipe.argv import argv_for, localize
+from mhsft.recipe.load import load
+from mhsft.recipe.plan import report_to, train_plan
+from mhsft.recipe.validate import validate
 
 from conftest import SECRET, local_recipe, write
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mhsft.infer import BASE_MODEL_ARGS
+from mhsft.trained.infer import BASE_MODEL_ARGS
 from mhsft.view.links import flags
 from test_e2e import CHROMIUM, chromium, records
 
@@ -30,7 +30,7 @@ SAMPLES = 3
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory) -> SimpleNamespace:
     """One tiny training with an eval set, a merged export, then `mhsft report --samples 3 --swanlab` (timed)."""
-    from mhsft.fixtures import build
+    from mhsft.selfcheck.tiny import build
 
     root = tmp_path_factory.mktemp("report")
     fx = build(root / "tiny")

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from mhsft import launch, runs
+from mhsft import launch
 from mhsft.environment import load_environment
-from mhsft.plan import Plan
+from mhsft.recipe.plan import Plan
+from mhsft.runs import records as runs
 
 from conftest import gone, local_recipe, mhsft, training_started, write
 

@@ -8,8 +8,8 @@ import pytest
 
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.recipe import load
-from mhsft.schema import validate
+from mhsft.recipe.load import load
+from mhsft.recipe.validate import validate
 
 from conftest import SECRET, write
 
@@ -222,7 +222,7 @@ def test_secret_variables_cannot_be_expanded_into_a_recipe(workdir: Path) -> Non
 
 
 def test_cached_dataset_alone_is_enough_to_train(workdir: Path) -> None:
-    from mhsft.plan import train_plan
+    from mhsft.recipe.plan import train_plan
 
     (workdir / "cache").mkdir()
     recipe = check(workdir, "", "sft.dataset=[]", "sft.cached_dataset=['cache']")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mhsft.deploy import API_KEY_VAR
 from mhsft.environment import Environment, is_secret_key, is_secret_name, redact
-from mhsft.plan import command_plan
-from mhsft.swift_args import specs
+from mhsft.recipe.plan import command_plan
+from mhsft.recipe.swift_args import specs
+from mhsft.trained.deploy import API_KEY_VAR
 
 from conftest import SECRET, local_recipe, loopback_only, mhsft, write
 from hub_server import HubStandIn

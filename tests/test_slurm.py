@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mhsft.schema import SlurmSettings
-from mhsft.slurm import client, jobs, node, script
+from mhsft.slurm import jobs, node, script
+from mhsft.process import slurm as client
+from mhsft.recipe.model import SlurmSettings
 
 from conftest import SECRET, local_recipe, mhsft, write
 from slurmtest import job_ids, needs_slurm
@@ -152,7 +153,7 @@ def test_script_directives_status_words_and_ports() -> None:
 
 
 def test_log_path_fills_in_slurm_patterns(tmp_path) -> None:
-    from mhsft.runs import RunRecord
+    from mhsft.runs.records import RunRecord
 
     record = RunRecord("r1", "sft", None, None, None, [], {}, [], str(tmp_path), {}, "2026-01-01")
     slurm = {"job_id": "42", "job_name": "big", "output": "logs/%x-%j-%A-100%%.out"}
@@ -207,8 +208,8 @@ def test_sbatch_refusing_the_job_shows_its_message_and_records_nothing(workdir, 
 
 def test_the_frozen_recipe_loads_back_to_the_same_values(workdir) -> None:
     from mhsft.environment import Environment
-    from mhsft.recipe import load
-    from mhsft.schema import validate
+    from mhsft.recipe.load import load
+    from mhsft.recipe.validate import validate
     from mhsft.slurm.submit import frozen_recipe
 
     local_recipe(workdir, 'system = "costs $$5 ${WHO:-you}"\n[slurm]\nnodes = 2\nsbatch_args = ["--exclusive"]')
@@ -235,7 +236,8 @@ def test_the_readme_worked_example_renders_as_shown(workdir, env) -> None:
 
 
 def test_refresh_takes_live_states_from_squeue_and_never_overwrites_the_jobs_own_outcome(tmp_path, monkeypatch) -> None:
-    from mhsft.runs import RunRecord, load_all
+    from mhsft.runs.records import RunRecord
+    from mhsft.runs.store import load_all
 
     answer = "11|PENDING||BeginTime\n13|CANCELLED|n[1-2]|None\n14|COMPLETING|n1|None\n"
     write(tmp_path / "bin" / "squeue", f"#!/bin/sh\nprintf '{answer}'\n").chmod(0o755)

@@ -39,7 +39,7 @@ cpus_per_task = 1
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> SimpleNamespace:
     """A working directory with the tiny fixtures, a 2-node recipe and a secret in .env."""
-    from mhsft.fixtures import build
+    from mhsft.selfcheck.tiny import build
 
     work = tmp_path_factory.mktemp("slurm")
     build(work / "tiny")

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mhsft import builtin
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.plan import train_plan
-from mhsft.recipe import load
-from mhsft.render import read_as_option
-from mhsft.schema import validate
+from mhsft.recipe import builtin
+from mhsft.recipe.argv import read_as_option
+from mhsft.recipe.load import load
+from mhsft.recipe.plan import train_plan
+from mhsft.recipe.validate import validate
 
 from conftest import REPO, write
 

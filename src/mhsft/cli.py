@@ -139,7 +139,7 @@ def train(
     json_: Annotated[bool, typer.Option("--json", help="--rehearse: print the verdict as JSON.")] = False,
 ) -> None:
     """Train: validate the recipe, check SwanLab and the dataset, run `swift sft`, record the run in .mhsft/runs/."""
-    from mhsft.train import train as run_train
+    from mhsft.train.command import train as run_train
 
     if rehearse:
         if dry_run or resume or no_data_check:
@@ -239,7 +239,7 @@ def preflight(
     """Run only the checks `mhsft train` runs before swift starts: SwanLab, and the hub login when the run passes
     a hub token to swift (exit 3 when one fails)."""
     from mhsft.launch import environment_for, load_recipe
-    from mhsft.train import run_preflight
+    from mhsft.train.before_start import run_preflight
 
     environment = environment_for(env_file)
     run_preflight(load_recipe(recipe, set_, environment), environment, preflight_timeout)
@@ -337,8 +337,8 @@ def infer(
     dry_run: DryRunOpt = False,
 ) -> None:
     """Chat with (or batch-run) the newest checkpoint of the last `mhsft train`: `swift infer --adapters CKPT`."""
-    from mhsft.infer import infer as run_infer
-    from mhsft.targets import resolve_target
+    from mhsft.trained.infer import infer as run_infer
+    from mhsft.trained.target import resolve_target
 
     target = resolve_target(recipe, set_, env_file, checkpoint, run)
     raise typer.Exit(
@@ -404,8 +404,8 @@ def deploy(
     """Serve the newest checkpoint as an OpenAI-compatible API (`swift deploy`); Ctrl-C stops it.
 
     Set MHSFT_DEPLOY_API_KEY in .env to require a bearer key; it never appears on a command line."""
-    from mhsft.deploy import deploy as run_deploy
-    from mhsft.targets import resolve_target
+    from mhsft.trained.deploy import deploy as run_deploy
+    from mhsft.trained.target import resolve_target
 
     target = resolve_target(recipe, set_, env_file, checkpoint, run)
     raise typer.Exit(
@@ -450,8 +450,8 @@ def export(
     dry_run: DryRunOpt = False,
 ) -> None:
     """Merge LoRA weights and/or push to a hub: `swift export --adapters CKPT ...`."""
-    from mhsft.export import export as run_export
-    from mhsft.targets import resolve_target
+    from mhsft.trained.export import export as run_export
+    from mhsft.trained.target import resolve_target
 
     target = resolve_target(recipe, set_, env_file, checkpoint, run)
     raise typer.Exit(
@@ -480,7 +480,7 @@ def runs(
     """List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint)."""
     if ctx.invoked_subcommand is not None:
         return
-    from mhsft.runs_table import rows
+    from mhsft.view.table import rows
 
     found = rows(Path.cwd(), limit)
     if not found:
@@ -607,7 +607,7 @@ def selftest(
     """Check the install end to end on a tiny local model: train, infer, merge, generate (no GPU, account or network).
 
     The folder is kept afterwards so you can look at it; `mhsft train tiny` then works on its own."""
-    from mhsft.selftest import selftest as run_selftest
+    from mhsft.selfcheck.selftest import selftest as run_selftest
 
     raise typer.Exit(run_selftest(workdir, keep))
 
@@ -627,8 +627,8 @@ def doctor(
     """Check Python, ms-swift, torch/GPUs, flash-attn, backends, SwanLab, ModelScope, .env, disk; exit 1 on a fail."""
     import json
 
-    from mhsft import doctor as doc
     from mhsft.launch import environment_for, load_recipe
+    from mhsft.selfcheck import doctor as doc
 
     environment = environment_for(env_file)
     loaded, problem = None, None
@@ -671,7 +671,7 @@ def data_check(
 @recipes_app.command("list", epilog="Example:\n\n  mhsft recipes list")
 def recipes_list() -> None:
     """List the built-in recipes."""
-    from mhsft import builtin
+    from mhsft.recipe import builtin
 
     ui.table(None, ["name", "description"], [[n, builtin.description(n)] for n in builtin.names()])
 
@@ -680,7 +680,7 @@ def recipes_list() -> None:
 def recipes_show(recipe: RecipeArg, set_: SetOpt = [], env_file: EnvFileOpt = None) -> None:  # noqa: B006
     """Print a recipe fully resolved (extends, ${VAR}, --set applied) as TOML."""
     from mhsft.launch import environment_for, load_recipe
-    from mhsft.tomlout import dumps
+    from mhsft.recipe.toml_out import dumps
 
     ui.echo(dumps(load_recipe(recipe, set_, environment_for(env_file)).resolved))
 
@@ -695,7 +695,7 @@ def recipes_new(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
     """Copy a built-in recipe to a file you can edit."""
-    from mhsft import builtin
+    from mhsft.recipe import builtin
 
     dest = builtin.copy(from_, Path(name), overwrite=force)
     ui.info(f"wrote {dest} (from built-in {from_}); edit it, then: mhsft validate {dest}")

@@ -10,9 +10,10 @@ from typing import IO, Any
 from mhsft import ui
 from mhsft.environment import Environment, load_environment
 from mhsft.errors import USAGE, MhsftError
-from mhsft.plan import Plan
-from mhsft.recipe import load
-from mhsft.schema import Recipe, validate
+from mhsft.recipe.load import load
+from mhsft.recipe.model import Recipe
+from mhsft.recipe.plan import Plan
+from mhsft.recipe.validate import validate
 
 
 def environment_for(env_file: Path | None) -> Environment:
@@ -67,8 +68,8 @@ def execute(
     `watch(pid)` runs once the child has started (deploy's readiness wait); `redact_output` passes the
     child's output through mhsft's redaction (for commands whose arguments swift itself logs).
     """
-    from mhsft import runner
-    from mhsft.runs import finish, new_record, version_dirs
+    from mhsft.process import runner
+    from mhsft.runs.records import finish, new_record, version_dirs
 
     cwd = Path.cwd()
     argv = [runner.executable(plan.argv[0]), *plan.argv[1:]]

@@ -11,8 +11,8 @@ from mhsft.datagate.gate import check, enforce
 from mhsft.datagate.report import render
 from mhsft.environment import Environment
 from mhsft.launch import ensure_inputs, environment_for, load_recipe
-from mhsft.plan import train_plan
-from mhsft.schema import Recipe
+from mhsft.recipe.model import Recipe
+from mhsft.recipe.plan import train_plan
 
 
 def gate(

@@ -24,9 +24,9 @@ from mhsft.datagate.spec import CACHE_DIR, GateSpec, gate_spec
 from mhsft.environment import Environment
 from mhsft.errors import DATA_CHECK, USAGE, MhsftError
 from mhsft.paths import display
-from mhsft.plan import command_plan
-from mhsft.render import localize
-from mhsft.schema import Recipe
+from mhsft.recipe.argv import localize
+from mhsft.recipe.model import Recipe
+from mhsft.recipe.plan import command_plan
 
 LAST_DIR = Path(".mhsft") / "data-check"
 LOG_TAIL = 12
@@ -99,7 +99,7 @@ def _require_tokenizer(model: str, cwd: Path) -> None:
 
 def _export(spec: GateSpec, recipe: Recipe, environment: Environment, cwd: Path, folder: Path) -> dict[str, Any]:
     """Run the worker (swift's export) into a fresh folder; return its rows.json."""
-    from mhsft import runner
+    from mhsft.process import runner
 
     out = folder / "export"
     args = spec.args | {"to_cached_dataset": True, "output_dir": str(out)}

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from mhsft import __version__
-from mhsft.render import local_paths, looks_local
-from mhsft.runs import package_version
-from mhsft.schema import Recipe
+from mhsft.recipe.argv import local_paths, looks_local
+from mhsft.recipe.model import Recipe
+from mhsft.runs.records import package_version
 
 CACHE_DIR = Path(".mhsft") / "data-cache"
 UNLIMITED = 100_000_000  # max_length for the export when the gate applies max_length itself

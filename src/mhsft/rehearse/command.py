@@ -13,10 +13,10 @@ from typing import Any
 from mhsft import ui
 from mhsft.errors import REHEARSAL_FAILED, MhsftError
 from mhsft.launch import environment_for, load_recipe
-from mhsft.plan import train_plan
+from mhsft.recipe.model import Recipe
+from mhsft.recipe.plan import train_plan
 from mhsft.rehearse.subset import copy_rows, longest
 from mhsft.rehearse.verdict import EVALUATION, FAILED, SAVE, Verdict, full_schedule, judge, measure, project, show
-from mhsft.schema import Recipe
 
 SUFFIX = "-rehearsal"
 
@@ -64,10 +64,10 @@ def rehearse(
 ) -> int:
     """Everything `mhsft train --rehearse` does; returns 0, 5 (a moment failed) or swift's own exit code."""
     from mhsft.launch import execute
+    from mhsft.process.runner import executable
     from mhsft.rehearse.push import check_push
-    from mhsft.runner import executable
-    from mhsft.runs import reserve_version_dir
-    from mhsft.train import checks_before_start, new_swanlab_run_id
+    from mhsft.runs.records import reserve_version_dir
+    from mhsft.train.before_start import checks_before_start, new_swanlab_run_id
     from mhsft.view.links import for_record
 
     cwd = Path.cwd()

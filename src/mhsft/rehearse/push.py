@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mhsft import isolated
 from mhsft.checks import FAIL, OK, Check
 from mhsft.environment import Environment
-from mhsft.hubs import hub_name, token_names
+from mhsft.process import isolated
+from mhsft.recipe.hubs import hub_name, token_names
+from mhsft.recipe.model import Recipe
 from mhsft.rehearse.verdict import FAILED, PASSED, PUSH, Moment
-from mhsft.schema import Recipe
 
 WRITE = "repo.write"
 
@@ -62,7 +62,7 @@ def _facts(hub: str, token: str) -> tuple[str, str, list[str], list[dict[str, An
 
 def access_in_child(args: dict[str, Any], emit: isolated.Emit) -> None:
     """In the child: the token's facts, then the decision, reported as one check."""
-    from mhsft.hub_check import login_in_child
+    from mhsft.preflight.hub import login_in_child
 
     name = f"{args['hub']} login"
     emit("step", f"the {args['hub']} write-permission check")
@@ -87,7 +87,7 @@ def check_push(recipe: Recipe, environment: Environment, timeout: float) -> Mome
     if not token_names(hub, environment.values):
         var = "HF_TOKEN" if hub == "hf" else "MODELSCOPE_API_TOKEN"
         return Moment(PUSH, FAILED, f"no {var} is set: the push to {repo} would be refused. Put it in .env")
-    from mhsft.hub_check import check
+    from mhsft.preflight.hub import check
 
     found = check(hub, environment, timeout, "mhsft.rehearse.push:access_in_child", {"repo": str(repo)})
     return Moment(PUSH, PASSED if found.status == OK else FAILED, found.detail)

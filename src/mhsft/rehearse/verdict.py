@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mhsft import ui
-from mhsft.checkpoints import checkpoints
+from mhsft.runs.checkpoints import checkpoints
 from mhsft.view.history import rows
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"

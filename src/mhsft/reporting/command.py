@@ -6,14 +6,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mhsft import checkpoints, ui
+from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe
+from mhsft.recipe.model import Recipe
 from mhsft.reporting import document, images, samples, sections
-from mhsft.runs import RUNS_DIR, RunRecord, load_all
-from mhsft.schema import Recipe
-from mhsft.targets import Target
+from mhsft.runs import checkpoints
+from mhsft.runs.records import RUNS_DIR, RunRecord
+from mhsft.runs.store import load_all
+from mhsft.trained.target import Target
 from mhsft.view import history, show
 
 
@@ -35,7 +37,7 @@ def training_record(cwd: Path, run_id: str | None) -> RunRecord:
 
 def machine() -> list[tuple[str, str]]:
     """CUDA and the GPUs of the machine writing the report (torch's view)."""
-    from mhsft.doctor import torch_and_gpus
+    from mhsft.selfcheck.doctor import torch_and_gpus
 
     return [(f"{c.name} (this machine)", c.detail) for c in torch_and_gpus() if c.name != "torch"]
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute
-from mhsft.runs import RunRecord
-from mhsft.targets import Target
+from mhsft.runs.records import RunRecord
+from mhsft.trained.target import Target
 from mhsft.view.links import flags
 
 
@@ -88,7 +88,7 @@ def side_by_side(
     temperature: float,
 ) -> list[Sample]:
     """Run `swift infer` on the prompts with the adapter and without it; pair the answers row by row."""
-    from mhsft.infer import batch
+    from mhsft.trained.infer import batch
 
     prompts = out / "prompts.jsonl"
     count = take(files, n, prompts)

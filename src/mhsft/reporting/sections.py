@@ -7,7 +7,7 @@ from typing import Any
 
 from mhsft.reporting.document import Block, Code, Heading, Image, Para, Table
 from mhsft.reporting.samples import Sample
-from mhsft.runs import RunRecord
+from mhsft.runs.records import RunRecord
 from mhsft.view import compare, show
 from mhsft.view.links import flags
 

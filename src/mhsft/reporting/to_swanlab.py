@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mhsft import isolated, ui
+from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.runs import RunRecord
-from mhsft.schema import SwanlabSettings
-from mhsft.swanlab_check import child_env, find_key
+from mhsft.preflight.swanlab import child_env, find_key
+from mhsft.process import isolated
+from mhsft.recipe.model import SwanlabSettings
+from mhsft.runs.records import RunRecord
 from mhsft.view import links
 
 TIMEOUT_S = 120.0

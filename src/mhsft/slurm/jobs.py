@@ -8,7 +8,6 @@ outcome itself; while a record says queued/running, every read asks squeue (`ref
 from __future__ import annotations
 
 import getpass
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,52 +15,13 @@ from typing import IO, Any
 
 from mhsft import ui
 from mhsft.errors import MhsftError
-from mhsft.runs import RunRecord, find, now
-from mhsft.slurm import client
+from mhsft.process import slurm as client
+from mhsft.runs.records import RunRecord, now
+from mhsft.runs.slurm_state import info, refresh
+from mhsft.runs.store import find
 
 FOLLOW_POLL_S = 0.5
 STATE_POLL_S = 3.0
-
-
-def info(record: RunRecord) -> dict[str, Any] | None:
-    """The Slurm part of a record, or None for a local run."""
-    found = record.extra.get("slurm")
-    return found if isinstance(found, dict) else None
-
-
-def refresh(records: list[RunRecord]) -> list[RunRecord]:
-    """Update queued/running Slurm records from squeue (one call for all), saving those that changed."""
-    live = [r for r in records if r.status in client.ACTIVE and (info(r) or {}).get("job_id")]
-    known = client.jobs(str(info(r)["job_id"]) for r in live) if live else None  # type: ignore[index]
-    if known is None:  # nothing to ask, or Slurm cannot be asked: keep what the records say
-        return records
-    for record in live:
-        slurm = info(record)
-        job = known.get(str(slurm["job_id"]))  # type: ignore[index]
-        status = job.status if job else "unknown"
-        state = job.state if job else "not known to Slurm any more"
-        nodes = (job.nodes if job and job.nodes and job.nodes != "(null)" else None) or slurm.get("nodes")
-        if (status, nodes) == (record.status, slurm.get("nodes")):
-            continue
-        if _written_outcome(record.path):  # the job wrote its outcome since we read the record: it wins
-            continue
-        record.status = status
-        slurm |= {"state": state, "nodes": nodes}
-        if status not in client.ACTIVE and not record.ended_at:
-            record.ended_at = now()
-        try:
-            record.save()
-        except MhsftError as exc:  # reading must not fail because the folder is read-only
-            ui.warn(exc.message)
-    return records
-
-
-def _written_outcome(path: Path) -> bool:
-    """Whether the record file on disk already holds a final status."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("status") not in client.ACTIVE
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def slurm_run(cwd: Path, run_id: str, what: str) -> tuple[RunRecord, dict[str, Any]]:

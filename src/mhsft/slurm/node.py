@@ -16,12 +16,16 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from mhsft import checkpoints, runner, ui
+from mhsft import ui
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe
-from mhsft.plan import train_plan
-from mhsft.runs import RUNS_DIR, RunRecord, find, now, version_dirs
-from mhsft.slurm import client, jobs
+from mhsft.process import runner
+from mhsft.process import slurm as client
+from mhsft.recipe.plan import train_plan
+from mhsft.runs import checkpoints
+from mhsft.runs.records import RUNS_DIR, RunRecord, now, version_dirs
+from mhsft.runs.store import find
+from mhsft.slurm import jobs
 
 PORT_BASE, PORT_SPAN = 15000, 30000
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from mhsft.schema import SlurmSettings
+from mhsft.recipe.model import SlurmSettings
 
 NODE_RUNNER = "mhsft.slurm.node"
 

@@ -12,17 +12,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mhsft import tomlout, ui
+from mhsft import ui
 from mhsft.datagate.gate import training_args
 from mhsft.datagate.report import summary
 from mhsft.environment import Environment, is_secret_name
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe
-from mhsft.plan import Plan, train_plan
-from mhsft.runs import find, new_record, version_dirs
-from mhsft.schema import Recipe, SlurmSettings
-from mhsft.slurm import client, script
-from mhsft.train import GATE_LINE, checks_before_start, new_swanlab_run_id
+from mhsft.process import slurm as client
+from mhsft.recipe import toml_out as tomlout
+from mhsft.recipe.model import Recipe, SlurmSettings
+from mhsft.recipe.plan import Plan, train_plan
+from mhsft.runs.records import new_record, version_dirs
+from mhsft.runs.store import find
+from mhsft.slurm import script
+from mhsft.train.before_start import GATE_LINE, checks_before_start, new_swanlab_run_id
 from mhsft.view.links import for_record
 
 SLURM_DIR = Path(".mhsft") / "slurm"

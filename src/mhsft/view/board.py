@@ -13,13 +13,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mhsft import runner, ui
-from mhsft.deploy import free_port
+from mhsft import ui
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe
 from mhsft.paths import absolute
-from mhsft.recipe import resolve
-from mhsft.runs import RUNS_DIR, RunRecord, load_all
+from mhsft.process import runner
+from mhsft.process.ports import free_port
+from mhsft.recipe.load import resolve
+from mhsft.runs.records import RUNS_DIR, RunRecord
+from mhsft.runs.store import load_all
 from mhsft.view import links
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5092

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mhsft import ui
 from mhsft.errors import MhsftError
-from mhsft.runs import RunRecord
+from mhsft.runs.records import RunRecord
 from mhsft.view import history, links, show
 
 IDENTITY_ENV = ("SWANLAB_RUN_ID", "SWANLAB_RUN_RESUME")  # differ for every run by design

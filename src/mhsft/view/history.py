@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mhsft import checkpoints
+from mhsft.runs import checkpoints
 
 _PROGRESS_KEYS = ("global_step/max_steps", "elapsed_time", "remaining_time", "train_speed(s/it)", "epoch")
 

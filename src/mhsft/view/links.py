@@ -7,8 +7,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from mhsft.environment import Environment
-from mhsft.runs import RunRecord
-from mhsft.schema import Recipe
+from mhsft.recipe.model import Recipe
+from mhsft.runs.records import RunRecord
 
 CLOUD_API, CLOUD_WEB = "https://api.swanlab.cn", "https://swanlab.cn"
 

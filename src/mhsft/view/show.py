@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mhsft import checkpoints, ui
+from mhsft import ui
 from mhsft.errors import INTERRUPTED, MhsftError
-from mhsft.runs import RUNS_DIR, RunRecord, find, load_all
+from mhsft.runs import checkpoints
+from mhsft.runs.records import RUNS_DIR, RunRecord
+from mhsft.runs.store import find, load_all
 from mhsft.view import curve, history, links
 
 SCHEMA_VERSION = 1

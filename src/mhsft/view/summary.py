@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mhsft import ui
-from mhsft.runs import RunRecord
+from mhsft.runs.records import RunRecord
 from mhsft.view import curve, history, show
 
 

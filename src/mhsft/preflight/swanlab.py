@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mhsft import isolated
 from mhsft.checks import FAIL, OK, Check
 from mhsft.environment import Environment, is_secret_name
 from mhsft.errors import PREFLIGHT, MhsftError
 from mhsft.paths import absolute
-from mhsft.schema import NESTED_SWANLAB, Recipe, SwanlabSettings
+from mhsft.process import isolated
+from mhsft.recipe.model import Recipe, SwanlabSettings
+from mhsft.recipe.validate import NESTED_SWANLAB
 
 DEFAULT_API_HOST = "https://api.swanlab.cn"
 
@@ -304,7 +305,7 @@ def cloud_checks(
         return
     found.checks.append(Check("swanlab key source", OK, source))
     args = {"key": key, "host": host, "workspace": settings.workspace, "project": settings.project, "timeout": timeout}
-    outcome = isolated.run("mhsft.swanlab_check:cloud_network", args, timeout, child_env(environment))
+    outcome = isolated.run("mhsft.preflight.swanlab:cloud_network", args, timeout, child_env(environment))
     found.checks += outcome.checks
     found.facts |= outcome.facts
     stalled = isolated.failure(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute
-from mhsft.runs import RunRecord, report, scan, version_dirs
+from mhsft.runs.records import RunRecord, version_dirs
+from mhsft.runs.store import report, scan
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 SELECTORS = ("latest", "best")

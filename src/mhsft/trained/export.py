@@ -8,8 +8,8 @@ from typing import IO
 from mhsft import ui
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute, exists
-from mhsft.plan import command_plan
-from mhsft.targets import Target
+from mhsft.recipe.plan import command_plan
+from mhsft.trained.target import Target
 
 HUBS = {
     "modelscope": ("MODELSCOPE_API_TOKEN", False),

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import IO
 
 from mhsft.errors import MhsftError
-from mhsft.hubs import checkpoint_args
-from mhsft.plan import command_plan
-from mhsft.schema import check_options
-from mhsft.targets import Target, backend_option
+from mhsft.recipe.hubs import checkpoint_args
+from mhsft.recipe.plan import command_plan
+from mhsft.recipe.values import check_options
+from mhsft.trained.target import Target, backend_option
 
 BASE_MODEL_ARGS = ("model", "model_type", "template", "system", "torch_dtype", "use_hf", "model_revision")
 # friendly option -> swift argument, per backend (4.6 prefixes lmdeploy/vllm/sglang options)

@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import sys
 import threading
 import time
@@ -14,25 +13,14 @@ import urllib.request
 from pathlib import Path
 
 from mhsft import ui
-from mhsft.infer import backend_args
-from mhsft.plan import command_plan
-from mhsft.schema import check_options
-from mhsft.targets import Target, backend_option
+from mhsft.process.ports import free_port
+from mhsft.recipe.plan import command_plan
+from mhsft.recipe.values import check_options
+from mhsft.trained.infer import backend_args
+from mhsft.trained.target import Target, backend_option
 
 API_KEY_VAR = "MHSFT_DEPLOY_API_KEY"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
-
-
-def free_port(start: int) -> int:
-    """The first port from `start` that can be bound, as swift itself picks it (it moves on silently)."""
-    for port in range(start, start + 100):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("", port))
-            except OSError:
-                continue
-            return port
-    return start
 
 
 def models(base_url: str, api_key: str | None, timeout: float = 2.0) -> list[str] | None:

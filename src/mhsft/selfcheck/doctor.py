@@ -20,11 +20,12 @@ from mhsft import __version__
 from mhsft.checks import FAIL, OK, WARN, Check, bounded
 from mhsft.environment import Environment, hint
 from mhsft.errors import MhsftError
-from mhsft.hubs import hub_ids, hub_name, token_names
 from mhsft.paths import absolute
-from mhsft.runs import package_version
-from mhsft.schema import FLASH_ATTN, Recipe, SwanlabSettings
-from mhsft.swift_args import swift_version
+from mhsft.recipe.hubs import hub_ids, hub_name, token_names
+from mhsft.recipe.model import Recipe, SwanlabSettings
+from mhsft.recipe.swift_args import swift_version
+from mhsft.recipe.validate import FLASH_ATTN
+from mhsft.runs.records import package_version
 
 SCHEMA_VERSION = 1
 OPTIONAL = {
@@ -187,7 +188,7 @@ def swanlab(
     settings: SwanlabSettings, environment: Environment, cwd: Path, timeout: float, needed: bool
 ) -> list[Check]:
     """SwanLab version, key source, server, login (cloud) or swanboard and log dir (local)."""
-    from mhsft import swanlab_check
+    from mhsft.preflight import swanlab as swanlab_check
 
     version = package_version("swanlab")
     board = package_version("swanboard")

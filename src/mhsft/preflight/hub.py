@@ -13,11 +13,11 @@ import tempfile
 import threading
 from typing import Any
 
-from mhsft import isolated
 from mhsft.checks import FAIL, OK, Check
 from mhsft.environment import Environment, is_secret_name
 from mhsft.errors import PREFLIGHT, MhsftError
-from mhsft.hubs import OFFLINE_ENV, TOKENS
+from mhsft.process import isolated
+from mhsft.recipe.hubs import OFFLINE_ENV, TOKENS
 
 ENDPOINTS = {"modelscope": "https://modelscope.cn", "hf": "https://huggingface.co"}
 FIXES = {
@@ -84,7 +84,7 @@ def check(
     hub: str,
     environment: Environment,
     timeout: float,
-    child: str = "mhsft.hub_check:login_in_child",
+    child: str = "mhsft.preflight.hub:login_in_child",
     extra: dict[str, Any] | None = None,
 ) -> Check:
     """Log in to `hub` with its token as swift would, bounded by `timeout` seconds in all.

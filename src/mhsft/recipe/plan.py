@@ -11,10 +11,10 @@ from typing import Any
 
 from mhsft.environment import Environment, can_be_secret, is_secret_name, spellings
 from mhsft.errors import MhsftError
-from mhsft.hubs import checkpoint_args, hub_ids, hub_name, offline_env, token_names
 from mhsft.paths import absolute, exists
-from mhsft.render import argv_for, local_paths, localize
-from mhsft.schema import Recipe
+from mhsft.recipe.argv import argv_for, local_paths, localize
+from mhsft.recipe.hubs import checkpoint_args, hub_ids, hub_name, offline_env, token_names
+from mhsft.recipe.model import Recipe
 
 SWIFT_DEFAULT_REPORTERS = ("tensorboard",)  # ms-swift 4.6 TrainingArguments.report_to
 CACHED_REPLACES = ("dataset", "val_dataset", "split_dataset_ratio")  # what a cached dataset stands in for

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from mhsft import ui
-from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.launch import ensure_inputs, environment_for, load_recipe, show
-from mhsft.plan import CACHED_REPLACES, Plan, train_plan
-from mhsft.schema import Recipe
-
-GATE_LINE = ("data check", "first (mhsft data check); swift then trains from its --cached_dataset")
-_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def new_swanlab_run_id() -> str:
-    """A fresh SwanLab run id (21 lowercase letters and digits, like the SDK's own)."""
-    n = int.from_bytes(os.urandom(16), "big")
-    chars = []
-    for _ in range(21):
-        n, r = divmod(n, 36)
-        chars.append(_ID_ALPHABET[r])
-    return "".join(chars)
+from mhsft.launch import environment_for, load_recipe, show
+from mhsft.recipe.plan import CACHED_REPLACES, train_plan
+from mhsft.train.before_start import GATE_LINE, checks_before_start, multi_node, new_swanlab_run_id
 
 
 def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
     """The newest checkpoint under `output_dir` and the SwanLab run id of the recorded run that wrote it."""
-    from mhsft import checkpoints
-    from mhsft.runs import load_all
+    from mhsft.runs import checkpoints
+    from mhsft.runs.store import load_all
 
     run_dir = checkpoints.newest_with_checkpoint(output_dir)
     if run_dir is None:
@@ -43,62 +28,6 @@ def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
     if owner is None or not owner.swanlab_run_id:
         ui.warn(f"no mhsft run record owns {run_dir}; the resumed run gets a new SwanLab run id.")
     return checkpoints.latest(run_dir), owner.swanlab_run_id if owner else None  # type: ignore[return-value]
-
-
-def multi_node(child_env: dict[str, str]) -> bool:
-    """A multi-node launch (NNODES > 1): every node must use the vN folder swift's rank 0 picks and broadcasts."""
-    nodes = child_env.get("NNODES", "1").strip()
-    return nodes.isdigit() and int(nodes) > 1
-
-
-def run_preflight(recipe: Recipe, environment: Environment, timeout: float, plan: Plan | None = None) -> dict[str, str]:
-    """The SwanLab checks, and the login to each hub whose token swift gets, that must pass before swift
-    starts (exit 3 otherwise); both run at once, each within `timeout`. Returns what the SwanLab checks found."""
-    from mhsft.hub_check import Logins
-    from mhsft.swanlab_check import checked
-
-    plan = plan or train_plan(recipe, environment, Path.cwd())
-    logins = Logins(plan.hubs, environment, timeout)
-    line, found = checked(recipe, environment, timeout)
-    ui.info(line)
-    hubs_line = logins.outcome()
-    if hubs_line:
-        ui.info(hubs_line)
-    return found
-
-
-def checks_before_start(
-    plan: Plan,
-    recipe: Recipe,
-    environment: Environment,
-    *,
-    check: bool = True,
-    timeout: float = 5.0,
-    data_check: bool = True,
-    log: IO[str] | None = None,
-) -> tuple[dict[str, str], dict[str, Any] | None]:
-    """Everything that must pass before swift starts, here (`mhsft train`) or on a cluster (`mhsft submit`).
-
-    Local inputs exist, then the SwanLab preflight (unless `check` is off), then the dataset gate (unless
-    `data_check` is off; shown in `log` when given); a failure raises, so nothing starts and nothing is
-    queued. Returns what the preflight found (user, workspace) and the gate's report (None when skipped).
-    """
-    ensure_inputs(plan)
-    found = run_preflight(recipe, environment, timeout, plan) if check else {}
-    if not check:
-        ui.warn(
-            "--no-preflight: SwanLab and the hub login are not checked; a bad key or an unreachable server will "
-            "only show up after the model has loaded."
-        )
-    if not data_check:
-        ui.warn(
-            "--no-data-check: the dataset is not checked; rows ms-swift cannot encode or that exceed max_length "
-            "are dropped silently after the model has loaded."
-        )
-        return found, None
-    from mhsft.datagate.command import gate
-
-    return found, gate(recipe, environment, Path.cwd(), out=log)
 
 
 def train(
@@ -128,8 +57,8 @@ def train(
     if show(plan, dry_run):
         return 0
     from mhsft.launch import execute
-    from mhsft.runner import executable
-    from mhsft.runs import reserve_version_dir
+    from mhsft.process.runner import executable
+    from mhsft.runs.records import reserve_version_dir
     from mhsft.view.links import for_record
 
     executable(plan.argv[0])

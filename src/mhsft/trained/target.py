@@ -6,14 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mhsft import checkpoints, ui
+from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, execute, load_recipe, show
 from mhsft.paths import absolute
-from mhsft.plan import Plan
-from mhsft.runs import RunRecord, find
-from mhsft.schema import Recipe, backend_name
+from mhsft.recipe.model import Recipe
+from mhsft.recipe.plan import Plan
+from mhsft.recipe.values import backend_name
+from mhsft.runs import checkpoints
+from mhsft.runs.records import RunRecord
+from mhsft.runs.store import find
 
 
 @dataclass(frozen=True)

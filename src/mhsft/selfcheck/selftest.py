@@ -43,7 +43,7 @@ class Selftest:
 
 
 def fixtures(t: Selftest) -> str:
-    from mhsft.fixtures import build
+    from mhsft.selfcheck.tiny import build
 
     fx = build(t.root)
     t.facts["fixtures"] = fx
@@ -51,8 +51,8 @@ def fixtures(t: Selftest) -> str:
 
 
 def train_step(t: Selftest) -> str:
-    from mhsft import checkpoints
-    from mhsft.train import train
+    from mhsft.runs import checkpoints
+    from mhsft.train.command import train
 
     with t.log("train") as log:
         t.ran("train", train("tiny", [], None, log=log))
@@ -70,8 +70,8 @@ def train_step(t: Selftest) -> str:
 
 
 def infer_step(t: Selftest) -> str:
-    from mhsft.infer import batch
-    from mhsft.targets import resolve_target
+    from mhsft.trained.infer import batch
+    from mhsft.trained.target import resolve_target
 
     fx = t.facts["fixtures"]
     result = t.root / "infer.jsonl"
@@ -87,8 +87,8 @@ def infer_step(t: Selftest) -> str:
 
 
 def export_step(t: Selftest) -> str:
-    from mhsft.export import export
-    from mhsft.targets import resolve_target
+    from mhsft.trained.export import export
+    from mhsft.trained.target import resolve_target
 
     merged = t.root / "merged"
     with t.log("export") as log:
@@ -137,7 +137,7 @@ STEPS: list[tuple[str, Callable[[Selftest], str]]] = [
 
 def selftest(workdir: Path, keep: bool) -> int:
     """Run every step in `workdir` (made the current directory); 0 only if all passed."""
-    from mhsft.fixtures import MARKER
+    from mhsft.selfcheck.tiny import MARKER
 
     root = workdir.absolute()
     if root.exists() and not root.is_dir():

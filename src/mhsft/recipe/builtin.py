@@ -9,7 +9,7 @@ from pathlib import Path
 from mhsft.errors import MhsftError
 from mhsft.paths import display
 
-DIRECTORY = Path(__file__).resolve().parent / "recipes"
+DIRECTORY = Path(__file__).resolve().parent.parent / "recipes"
 _DESCRIPTION = re.compile(r'^description\s*=\s*"(.*)"\s*$', re.MULTILINE)
 
 

@@ -64,7 +64,7 @@ def run(target: str, args: Mapping[str, Any], timeout: float, env: Mapping[str, 
     payload = json.dumps({"target": target, "args": dict(args), "deadline_s": max(0.1, timeout - KILL_GRACE_S)})
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mhsft.isolated"],
+            [sys.executable, "-m", "mhsft.process.isolated"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,

@@ -6,19 +6,22 @@ Swift sections are checked against the argument names, kinds and choices of the 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from mhsft.environment import is_secret_key, is_secret_name
-from mhsft.errors import MhsftError
-from mhsft.recipe import SECTIONS, Expanded, RawRecipe, type_name
-from mhsft.render import MAYBE_PATH_KEYS, PATH_KEYS, check_token, token
-from mhsft.swift_args import COMMANDS, ArgSpec, specs, suggest, swift_version
+from mhsft.recipe.argv import MAYBE_PATH_KEYS, PATH_KEYS
+from mhsft.recipe.load import SECTIONS, RawRecipe, type_name
+from mhsft.recipe.model import DATA_CHECK_KEYS, DataBudget, Recipe, SlurmSettings, SwanlabSettings
+from mhsft.recipe.swift_args import COMMANDS, ArgSpec, specs, suggest, swift_version
+from mhsft.recipe.values import (
+    backend_name,
+    check_value,
+    error,
+    plain,
+    shown,
+)
 
 FLASH_ATTN = ("flash_attn", "flash_attention_2", "flash_attention_3", "flash_attention_4")
 SAFE_RENAMES = {"train_type": "tuner_type", "sft_type": "tuner_type"}
@@ -33,7 +36,6 @@ REMOVED = {
     "[export] torch_dtype instead",
     "hub_model_id_or_path": "use `hub_model_id`",
 }
-BACKEND_ALIASES = {"pt": "transformers"}
 NOTIFY_OK = ("lark", "dingtalk")
 NOTIFY_BROKEN = ("wxwork", "slack", "discord")
 # [swanlab] keys: name -> (kind, choices)
@@ -73,7 +75,6 @@ SLURM_KEYS = {
     "requeue": "bool",
     "sbatch_args": "list",
 }
-SLURM_OUTPUT_DEFAULT = ".mhsft/slurm/%x-%j.out"
 SLURM_PATTERNS = re.compile(r"%(?![jxuA%])")  # Slurm filename patterns mhsft cannot resolve to find the log
 RESERVED_ENV = {var: f"[launch] {key}" for key, (_, var) in LAUNCH_KEYS.items()} | {
     "SWANLAB_API_HOST": "[swanlab] api_host",
@@ -93,191 +94,11 @@ NAME_MAX = 255  # bytes in one file or folder name
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True)
-class SwanlabSettings:
-    """The [swanlab] table after validation."""
-
-    project: str
-    mode: str
-    exp_name: str
-    workspace: str | None = None
-    api_host: str | None = None
-    web_host: str | None = None
-    log_dir: str | None = None
-    notification_method: str | None = None
-    webhook_url: str | None = None
-
-
-@dataclass(frozen=True)
-class DataBudget:
-    """The [data_check] table: the largest shares (0..1) of rows the dataset gate lets go or be cut."""
-
-    max_dropped: float = 0.0
-    max_truncated: float = 1.0
-
-
-DATA_CHECK_KEYS = {"max_dropped": "dropped", "max_truncated": "truncated"}
-
-
-@dataclass(frozen=True)
-class SlurmSettings:
-    """The [slurm] table after validation (see `mhsft submit`)."""
-
-    job_name: str
-    nodes: int = 1
-    gpus_per_node: int | None = None
-    cpus_per_task: int | None = None
-    partition: str | None = None
-    mem: str | None = None
-    time: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    output: str = SLURM_OUTPUT_DEFAULT
-    requeue: bool = False
-    sbatch_args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A validated recipe: swift arguments per command, SwanLab settings, launch and child environment."""
-
-    name: str
-    description: str
-    path: Path
-    chain: tuple[Path, ...]
-    swanlab: SwanlabSettings
-    launch_env: dict[str, str]
-    env: dict[str, str]
-    args: dict[str, dict[str, Any]]
-    warnings: tuple[str, ...]
-    resolved: dict[str, Any]
-    data_check: DataBudget = DataBudget()
-    slurm: SlurmSettings | None = None
-
-    @cached_property
-    def sha256(self) -> str:
-        """The hash of the resolved recipe, recorded with every run (hashlib loads OpenSSL: only when needed)."""
-        import hashlib
-
-        return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _err(where: str, message: str) -> MhsftError:
-    return MhsftError(f"{where}: {message}")
-
-
-def plain(value: Any) -> bool:
-    """Only strings, numbers, booleans and arrays/tables of them (no TOML dates, no NUL characters)."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(plain(v) for v in value)
-    if isinstance(value, str):
-        return "\x00" not in value
-    return isinstance(value, (bool, int, float))
-
-
-def _scalar_ok(kind: str, value: Any) -> bool:
-    if not plain(value):
-        return False
-    if isinstance(value, bool):
-        return kind == "bool"
-    if kind == "int":
-        return isinstance(value, int)
-    if kind == "float":
-        return isinstance(value, (int, float))
-    if kind == "json":
-        return isinstance(value, (str, dict, list))
-    return kind == "str" and isinstance(value, (str, int, float))
-
-
-BOOL_WORDS = {w: True for w in ("true", "yes", "y", "t", "1")} | {w: False for w in ("false", "no", "n", "f", "0")}
-_EXPECT = {
-    "bool": "true or false",
-    "int": "an integer",
-    "float": "a number",
-    "str": "a string",
-    "json": "a table or a JSON string",
-}
-
-
-def shown(value: Any) -> str:
-    """A value for an error message, unescaped so that redaction still recognises any secret in it."""
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value) if isinstance(value, (bool, int, float)) else ""
-
-
-def typed(kind: str, value: Any, where: str) -> Any:
-    """A value that was exactly one `${VAR}` converted to `kind` (int, float, bool); other values unchanged."""
-    if not isinstance(value, Expanded) or kind not in ("int", "float", "bool"):
-        return value
-    text = value.strip()
-    try:
-        if kind == "bool" and text.lower() in BOOL_WORDS:
-            return BOOL_WORDS[text.lower()]
-        if kind != "bool":
-            return int(text) if kind == "int" else float(text)
-    except ValueError:
-        pass
-    raise _err(
-        where,
-        f"${{{value.variable}}} expands to {shown(str(value))}, but this key takes {_EXPECT[kind]}. Set "
-        f"{value.variable} (in your environment or .env) to {_EXPECT[kind]}, or change the default after :-.",
-    )
-
-
-def check_value(kind: str, is_list: bool, choices: tuple[Any, ...], value: Any, where: str, argv: bool = True) -> Any:
-    """Check one value against a kind (and list-ness, choices); return it typed, lists kept as lists.
-
-    `argv`: the value goes on a command line, so it must not read as an option there.
-    """
-    items = value if is_list and isinstance(value, list) else [value]
-    if not is_list and isinstance(value, list) and kind != "json":
-        raise _err(where, f"expected {_EXPECT[kind]}, got an array. This option takes a single value.")
-    checked = []
-    for item in items:
-        item = typed(kind, item, where)
-        if not _scalar_ok(kind, item) or (is_list and kind == "str" and not isinstance(item, str)):
-            many = " (or an array of them)" if is_list else ""
-            nul = isinstance(item, str) and "\x00" in item
-            got = "a string with a NUL character" if nul else f"{type_name(item)} {shown(item)}"
-            raise _err(where, f"expected {_EXPECT[kind]}{many}, got {got.strip()}.")
-        if choices and str(item) not in {str(c) for c in choices}:
-            raise _err(where, f"{shown(item)} is not one of {', '.join(map(str, choices))}.")
-        check_token(token(item), where, option_like=argv)
-        checked.append(item)
-    return checked if is_list and isinstance(value, list) else checked[0]
-
-
-def check_options(command: str, options: dict[str, tuple[str, Any]]) -> dict[str, Any]:
-    """Values given as CLI options for swift arguments, checked like recipe values.
-
-    `options` maps a swift argument name to (the option as typed, its value); None values are left out.
-    """
-    known = specs(command)
-    out = {}
-    for name, (option, value) in options.items():
-        if value is None:
-            continue
-        spec = known[name]
-        out[name] = check_value(spec.kind, spec.list, spec.choices, value, f"option {option}")
-    return out
-
-
-def backend_name(value: str, where: str) -> tuple[str, str | None]:
-    """An inference backend with the old `pt` translated (and a warning saying so)."""
-    if value in BACKEND_ALIASES:
-        return BACKEND_ALIASES[value], f"{where}: `{value}` is the old name of `{BACKEND_ALIASES[value]}`; translated."
-    return value, None
-
-
 def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> tuple[str, str | None]:
     """The 4.6 name for `key` in a swift section, plus a warning when an old name was translated."""
     where = raw.where(section, key)
     if is_secret_key(section, key):
-        raise _err(
+        raise error(
             where,
             "secrets never go in a recipe (mhsft never puts them on a command line). Remove this "
             "key and put the value in .env: SWANLAB_API_KEY for SwanLab, MODELSCOPE_API_TOKEN or "
@@ -285,7 +106,7 @@ def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> t
         )
     key = key.replace("-", "_")
     if section == "sft" and key.startswith("swanlab_"):
-        raise _err(
+        raise error(
             where,
             f"SwanLab settings live in [swanlab]: write `{key.removeprefix('swanlab_')} = ...` "
             "there (tracking is always on; mhsft renders the swanlab_* flags itself).",
@@ -294,7 +115,7 @@ def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> t
     if key in known and not (section == "infer" and key == "dataset"):
         return key, None
     if key in REMOVED:
-        raise _err(where, f"{REMOVED[key]}.")
+        raise error(where, f"{REMOVED[key]}.")
     renames = dict(SAFE_RENAMES)
     if section == "infer" and key == "dataset":
         return "val_dataset", (
@@ -306,7 +127,7 @@ def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> t
     if key in renames and renames[key] in known:
         return renames[key], f"{where}: `{key}` is the old name of `{renames[key]}` (ms-swift 4.6); translated."
     if key in LMDEPLOY_RENAMES:
-        raise _err(
+        raise error(
             where,
             f"this is not a ms-swift 4.6 argument. With infer_backend lmdeploy it is "
             f"`{LMDEPLOY_RENAMES[key]}`; with vllm use the vllm_* options (e.g. "
@@ -314,13 +135,13 @@ def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> t
         )
     prefixed = sorted(k for k in known if k.startswith(key))
     if prefixed:
-        raise _err(
+        raise error(
             where,
             f"not an argument of `swift {section}` in ms-swift {swift_version()}. Did you mean "
             f"`{prefixed[0]}`? Names must match exactly: swift's parser would silently take "
             f"`{key}` as `{prefixed[0]}`.",
         )
-    raise _err(
+    raise error(
         where,
         f"not an argument of `swift {section}` in ms-swift {swift_version()}.{suggest(key, known)}"
         f" See `swift {section} --help` or the ms-swift command-line docs for the names.",
@@ -350,9 +171,9 @@ def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[st
 def _check_paths(value: Any, where: str) -> None:
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, str) and not item.strip():
-            raise _err(where, "an empty path: give a file, a folder or a hub id, or remove it.")
+            raise error(where, "an empty path: give a file, a folder or a hub id, or remove it.")
         if isinstance(item, str) and any(len(os.fsencode(part)) > NAME_MAX for part in item.split("/")):
-            raise _err(
+            raise error(
                 where,
                 f"a file or folder name in this path is longer than {NAME_MAX} bytes, which no file system "
                 "allows. Shorten it.",
@@ -368,12 +189,12 @@ def _given(value: Any) -> bool:
 def _check_sft(raw: RawRecipe, sft: dict[str, Any]) -> None:
     model = sft.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise _err(
+        raise error(
             raw.where("sft", "model"),
             'a model is required: set [sft] model to a hub id such as "Qwen/Qwen2.5-7B-Instruct" or a local directory.',
         )
     if not any(_given(sft.get(key)) for key in ("dataset", "cached_dataset")):
-        raise _err(
+        raise error(
             raw.where("sft", "dataset"),
             "nothing to train on: set [sft] dataset to a hub id or a local .jsonl file, e.g. "
             'dataset = ["data/train.jsonl"], or cached_dataset to a folder written by `swift export '
@@ -381,7 +202,7 @@ def _check_sft(raw: RawRecipe, sft: dict[str, Any]) -> None:
         )
     for flag in ("packing", "padding_free"):
         if sft.get(flag) is True and sft.get("attn_impl") not in FLASH_ATTN:
-            raise _err(
+            raise error(
                 raw.where("sft", flag),
                 f"{flag} needs flash attention: set [sft] attn_impl = "
                 f'"flash_attn" (and install flash-attn), or set {flag} = false.',
@@ -394,46 +215,46 @@ def _swanlab(raw: RawRecipe) -> SwanlabSettings:
     for key, value in table.items():
         where = raw.where("swanlab", key)
         if is_secret_key("swanlab", key):
-            raise _err(where, "secrets never go in a recipe. Put the SwanLab key in .env as SWANLAB_API_KEY.")
+            raise error(where, "secrets never go in a recipe. Put the SwanLab key in .env as SWANLAB_API_KEY.")
         if key not in SWANLAB_KEYS:
-            raise _err(
+            raise error(
                 where, f"unknown [swanlab] key.{suggest(key, SWANLAB_KEYS)} The keys are {', '.join(SWANLAB_KEYS)}."
             )
         kind, choices = SWANLAB_KEYS[key]
         values[key] = str(check_value(kind, False, choices, value, where)).strip() or None
     if not values.get("project"):
-        raise _err(
+        raise error(
             raw.where("swanlab", "project"),
             'the SwanLab project must not be empty: set [swanlab] project = "my-project".',
         )
     if not SWANLAB_NAME.match(values["project"]):
-        raise _err(
+        raise error(
             raw.where("swanlab", "project"),
             f"{values['project']!r} is not a SwanLab project name: up to 100 "
             "letters, digits and _ - + . (swanlab.init would reject it after the model has loaded).",
         )
     for key in ("api_host", "web_host"):
         if values.get(key) and not re.match(r"^https?://[^/\s]+", values[key]):
-            raise _err(
+            raise error(
                 raw.where("swanlab", key),
                 f'{values[key]!r} is not a URL: write it with its scheme, e.g. "https://swanlab.example.com".',
             )
     method = values.get("notification_method")
     if method in NOTIFY_BROKEN:
-        raise _err(
+        raise error(
             raw.where("swanlab", "notification_method"),
             f"{method} notifications crash on ms-swift 4.6 "
             f"(it passes secret= to every callback and {method} rejects it). Use one of "
             f"{', '.join(NOTIFY_OK)}.",
         )
     if method == "email":
-        raise _err(
+        raise error(
             raw.where("swanlab", "notification_method"),
             "email notifications need the SMTP password on "
             f"swift's command line, which mhsft never does. Use one of {', '.join(NOTIFY_OK)}.",
         )
     if method and not values.get("webhook_url"):
-        raise _err(raw.where("swanlab", "webhook_url"), f"{method} notifications need a webhook_url.")
+        raise error(raw.where("swanlab", "webhook_url"), f"{method} notifications need a webhook_url.")
     values["exp_name"] = values.get("exp_name") or str(raw.data["name"])
     return SwanlabSettings(**values)
 
@@ -443,7 +264,7 @@ def _launch(raw: RawRecipe) -> dict[str, str]:
     for key, value in raw.data["launch"].items():
         where = raw.where("launch", key)
         if key not in LAUNCH_KEYS:
-            raise _err(
+            raise error(
                 where, f"unknown [launch] key.{suggest(key, LAUNCH_KEYS)} The keys are {', '.join(LAUNCH_KEYS)}."
             )
         kind, var = LAUNCH_KEYS[key]
@@ -451,16 +272,16 @@ def _launch(raw: RawRecipe) -> dict[str, str]:
             value = ",".join(str(check_value("int", False, (), v, where)) for v in value)
         value = check_value(kind, False, (), value, where, argv=False)
         if key == "master_addr" and not HOST.match(value):
-            raise _err(
+            raise error(
                 where, f"{shown(value)} is not a host name or IP address (torchrun reads it on its command line)."
             )
         if kind == "int" and value < (0 if key == "node_rank" else 1):
-            raise _err(where, f"must be {'>= 0' if key == 'node_rank' else '>= 1'}, got {value}.")
+            raise error(where, f"must be {'>= 0' if key == 'node_rank' else '>= 1'}, got {value}.")
         env[var] = str(value)
     gpus = [g for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
     nproc = int(env.get("NPROC_PER_NODE", "1"))
     if gpus and nproc > len(gpus):
-        raise _err(
+        raise error(
             raw.where("launch", "nproc_per_node"),
             f"{nproc} processes per node but gpus lists only "
             f"{len(gpus)} GPU(s) ({env['CUDA_VISIBLE_DEVICES']}). Make them match.",
@@ -471,18 +292,18 @@ def _launch(raw: RawRecipe) -> dict[str, str]:
 def _slurm_value(kind: str, value: Any, where: str) -> Any:
     if kind == "list":
         if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith("-") for v in value):
-            raise _err(where, 'expected an array of sbatch options, e.g. ["--exclusive", "--gres=gpu:8"].')
+            raise error(where, 'expected an array of sbatch options, e.g. ["--exclusive", "--gres=gpu:8"].')
         items = value
     elif kind == "text":
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise _err(where, f'expected a string such as "64G" or "24:00:00", got {type_name(value)}.')
+            raise error(where, f'expected a string such as "64G" or "24:00:00", got {type_name(value)}.')
         return str(value).strip() or None
     else:
         items = [check_value(kind, False, (), value, where)]
         if kind == "int" and value < 1:
-            raise _err(where, f"must be >= 1, got {value}.")
+            raise error(where, f"must be >= 1, got {value}.")
     if any(isinstance(v, str) and ("\n" in v or "\r" in v or not plain(v)) for v in items):
-        raise _err(where, "a line break or NUL character would break the batch script; write one line.")
+        raise error(where, "a line break or NUL character would break the batch script; write one line.")
     return tuple(items) if kind == "list" else items[0]
 
 
@@ -493,12 +314,12 @@ def _slurm(raw: RawRecipe, launch_env: dict[str, str]) -> SlurmSettings | None:
     for key, value in raw.data["slurm"].items():
         where = raw.where("slurm", key)
         if key not in SLURM_KEYS:
-            raise _err(where, f"unknown [slurm] key.{suggest(key, SLURM_KEYS)} The keys are {', '.join(SLURM_KEYS)}.")
+            raise error(where, f"unknown [slurm] key.{suggest(key, SLURM_KEYS)} The keys are {', '.join(SLURM_KEYS)}.")
         values[key] = _slurm_value(SLURM_KEYS[key], value, where)
         if SLURM_KEYS[key] == "str":
             values[key] = str(values[key]).strip() or None
     if values.get("output") and SLURM_PATTERNS.search(values["output"]):
-        raise _err(
+        raise error(
             raw.where("slurm", "output"),
             f"{values['output']!r}: mhsft finds the log with %j (job id), %x (job name), %u (user), %A "
             "and %%; other Slurm patterns would hide it from `mhsft logs`.",
@@ -509,7 +330,7 @@ def _slurm(raw: RawRecipe, launch_env: dict[str, str]) -> SlurmSettings | None:
     wrong_nproc = nproc is not None and int(nproc) != gpus
     if gpus is not None and (wrong_nproc or (visible and len(visible) != gpus)):
         said = f"nproc_per_node = {nproc}" if wrong_nproc else f"gpus lists {len(visible)}"
-        raise _err(
+        raise error(
             raw.where("slurm", "gpus_per_node"),
             f"{gpus} GPUs per node, but [launch] {said}. On Slurm one process runs per GPU: remove them from "
             "[launch] (gpus_per_node sets NPROC_PER_NODE) or make them agree.",
@@ -524,17 +345,17 @@ def _env(raw: RawRecipe) -> dict[str, str]:
     for key, value in raw.data["env"].items():
         where = raw.where("env", key)
         if not _ENV_NAME.match(key):
-            raise _err(where, "not a valid environment variable name (letters, digits and _).")
+            raise error(where, "not a valid environment variable name (letters, digits and _).")
         if is_secret_name(key):
-            raise _err(
+            raise error(
                 where,
                 f"secrets never go in a recipe. Put {key} in .env or your environment; mhsft "
                 "passes it to swift through the environment.",
             )
         if key in RESERVED_ENV:
-            raise _err(where, f"mhsft sets {key} itself; use {RESERVED_ENV[key]} instead.")
+            raise error(where, f"mhsft sets {key} itself; use {RESERVED_ENV[key]} instead.")
         if key in NESTED_SWANLAB:
-            raise _err(
+            raise error(
                 where,
                 f"swanlab reads {key} as a JSON table and fails on anything else (SettingsError at "
                 "swanlab.init, after the model has loaded). Remove it; use the [swanlab] section.",
@@ -550,13 +371,13 @@ def _data_check(raw: RawRecipe) -> DataBudget:
     for key, value in raw.data["data_check"].items():
         where = raw.where("data_check", key)
         if key not in DATA_CHECK_KEYS:
-            raise _err(
+            raise error(
                 where,
                 f"unknown [data_check] key.{suggest(key, DATA_CHECK_KEYS)} The keys are {', '.join(DATA_CHECK_KEYS)}.",
             )
         check_value("float", False, (), value, where)
         if not 0 <= value <= 1:
-            raise _err(
+            raise error(
                 where,
                 f"the largest share of rows that may be {DATA_CHECK_KEYS[key]}, from 0 (none) to 1 (all); "
                 f"got {value}. Write 0.01 for 1 %.",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mhsft import checkpoints
-from mhsft.runs import RunRecord, load_all
+from mhsft.runs import checkpoints
+from mhsft.runs.records import RunRecord
+from mhsft.runs.store import load_all
 
 
 def slurm_cell(record: RunRecord) -> str:

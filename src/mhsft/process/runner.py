@@ -1,7 +1,7 @@
 """Running swift as a child in its own process group, forwarding Ctrl-C and termination to all of it.
 
 If mhsft itself dies, swift does not run on orphaned: the kernel sends it SIGTERM (Linux parent-death signal)
-and `mhsft.watchdog` ends its whole process group.
+and `mhsft.process.watchdog` ends its whole process group.
 """
 
 from __future__ import annotations

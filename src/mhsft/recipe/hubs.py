@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mhsft.render import looks_local
+from mhsft.recipe.argv import looks_local
 
 TOKENS = {"modelscope": ("MODELSCOPE_API_TOKEN",), "hf": ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
 HUB_INPUTS = ("model", "ref_model", "dataset", "val_dataset")

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mhsft import builtin
 from mhsft.environment import Environment, is_secret_key, is_secret_name
 from mhsft.errors import MhsftError
 from mhsft.paths import display
-from mhsft.swift_args import suggest
+from mhsft.recipe import builtin
+from mhsft.recipe.swift_args import suggest
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,7 +15,7 @@ from typing import Any
 
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute, exists
-from mhsft.swift_args import COMMANDS, specs
+from mhsft.recipe.swift_args import COMMANDS, specs
 
 PATH_KEYS = frozenset(
     {

@@ -1,0 +1,81 @@
+"""The validated recipe: `Recipe` and the types of its settings sections."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+SLURM_OUTPUT_DEFAULT = ".mhsft/slurm/%x-%j.out"
+
+
+@dataclass(frozen=True)
+class SwanlabSettings:
+    """The [swanlab] table after validation."""
+
+    project: str
+    mode: str
+    exp_name: str
+    workspace: str | None = None
+    api_host: str | None = None
+    web_host: str | None = None
+    log_dir: str | None = None
+    notification_method: str | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class DataBudget:
+    """The [data_check] table: the largest shares (0..1) of rows the dataset gate lets go or be cut."""
+
+    max_dropped: float = 0.0
+    max_truncated: float = 1.0
+
+
+DATA_CHECK_KEYS = {"max_dropped": "dropped", "max_truncated": "truncated"}
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """The [slurm] table after validation (see `mhsft submit`)."""
+
+    job_name: str
+    nodes: int = 1
+    gpus_per_node: int | None = None
+    cpus_per_task: int | None = None
+    partition: str | None = None
+    mem: str | None = None
+    time: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    output: str = SLURM_OUTPUT_DEFAULT
+    requeue: bool = False
+    sbatch_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe: swift arguments per command, SwanLab settings, launch and child environment."""
+
+    name: str
+    description: str
+    path: Path
+    chain: tuple[Path, ...]
+    swanlab: SwanlabSettings
+    launch_env: dict[str, str]
+    env: dict[str, str]
+    args: dict[str, dict[str, Any]]
+    warnings: tuple[str, ...]
+    resolved: dict[str, Any]
+    data_check: DataBudget = DataBudget()
+    slurm: SlurmSettings | None = None
+
+    @cached_property
+    def sha256(self) -> str:
+        """The hash of the resolved recipe, recorded with every run (hashlib loads OpenSSL: only when needed)."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""`mhsft train`: the checks before swift starts and the training run itself."""

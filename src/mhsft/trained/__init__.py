@@ -1,0 +1,1 @@
+"""What runs on a trained checkpoint: `mhsft infer`, `deploy` and `export`, and the target they act on."""
