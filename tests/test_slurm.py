@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mhsft.slurm import jobs, node, script
 from mhsft.process import slurm as client
 from mhsft.recipe.model import SlurmSettings
+from mhsft.slurm import jobs, node, script
 
 from conftest import SECRET, local_recipe, mhsft, write
 from slurmtest import job_ids, needs_slurm

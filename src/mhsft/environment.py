@@ -52,6 +52,12 @@ def is_secret_key(section: str, key: str) -> bool:
     return is_secret_name(key) and (not key.endswith("key") or key == "api_key" or key.endswith("_api_key"))
 
 
+def without_secrets(values: dict[str, str]) -> dict[str, str]:
+    """A child's environment from `values` with every secret-named variable left out (only a plan's child
+    environment hands a secret on, and only the ones its command needs)."""
+    return {k: v for k, v in values.items() if not is_secret_name(k)}
+
+
 def spellings(value: str) -> set[str]:
     """A secret as it may appear in text: raw, JSON-escaped (a table value, a TOML/JSON dump) and as `repr` shows
     it inside single or double quotes (a message built with `!r`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mhsft import ui
 from mhsft.environment import Environment, load_environment
@@ -14,6 +14,9 @@ from mhsft.recipe.load import load
 from mhsft.recipe.model import Recipe
 from mhsft.recipe.plan import Plan
 from mhsft.recipe.validate import validate
+
+if TYPE_CHECKING:
+    from mhsft.runs.records import RunRecord
 
 
 def environment_for(env_file: Path | None) -> Environment:
@@ -61,12 +64,14 @@ def execute(
     log: IO[str] | None = None,
     watch: Callable[[int], None] | None = None,
     redact_output: bool = False,
+    after: Callable[[RunRecord], None] | None = None,
     **record_fields: Any,
 ) -> int:
     """Run a plan's swift command to the end, recording it under .mhsft/runs/; return the exit code.
 
     `watch(pid)` runs once the child has started (deploy's readiness wait); `redact_output` passes the
-    child's output through mhsft's redaction (for commands whose arguments swift itself logs).
+    child's output through mhsft's redaction (for commands whose arguments swift itself logs); `after(record)`
+    runs once the record holds the outcome (the end-of-training summary of `mhsft train`).
     """
     from mhsft.process import runner
     from mhsft.runs.records import finish, new_record, version_dirs
@@ -100,10 +105,8 @@ def execute(
             "environment (pip install ms-swift)."
         ) from None
     finish(record, outcome, started, time.monotonic(), before)
-    if record.command == "sft" and log is None:
-        from mhsft.view.summary import after_train
-
-        after_train(record)
+    if after:
+        after(record)
     where = f", output {record.run_dir}" if record.run_dir else ""
     ui.info(  # the last line, so that scripts can tell swift's exit codes from mhsft's own
         f"run {record.id}: {outcome.status} (swift exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}; "

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from mhsft.checks import FAIL, OK, Check
-from mhsft.environment import Environment, is_secret_name
+from mhsft.environment import Environment, without_secrets
 from mhsft.errors import PREFLIGHT, MhsftError
 from mhsft.process import isolated
 from mhsft.recipe.hubs import OFFLINE_ENV, TOKENS
@@ -96,7 +96,7 @@ def check(
     endpoint_var = "HF_ENDPOINT" if hub == "hf" else "MODELSCOPE_ENDPOINT"
     seconds = str(max(1, math.ceil(timeout)))
     with tempfile.TemporaryDirectory(prefix="mhsft-hub-") as home:
-        env = {k: v for k, v in environment.values.items() if not is_secret_name(k) and k not in OFFLINE_ENV}
+        env = {k: v for k, v in without_secrets(environment.values).items() if k not in OFFLINE_ENV}
         env |= {
             "MODELSCOPE_HOME": home,  # the SDK saves what a login returns: not into the user's ~/.modelscope
             "MODELSCOPE_API_MAX_RETRIES": "1",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mhsft.checks import FAIL, OK, Check
-from mhsft.environment import Environment, is_secret_name
+from mhsft.environment import Environment, without_secrets
 from mhsft.errors import PREFLIGHT, MhsftError
 from mhsft.paths import absolute
 from mhsft.process import isolated
@@ -284,7 +284,7 @@ def cloud_network(args: dict[str, Any], emit: isolated.Emit) -> None:
 
 def child_env(environment: Environment) -> dict[str, str]:
     """The environment of a check's child process: mhsft's, without any secret (those go in the payload)."""
-    return {k: v for k, v in environment.values.items() if not is_secret_name(k)}
+    return without_secrets(environment.values)
 
 
 def cloud_checks(

@@ -1,2 +1,1 @@
-"""Multi-node training on Slurm: `mhsft submit` (submit), the batch script (script), the node runner (node),
-Slurm's commands (client) and Slurm runs as records (jobs)."""
+"""Multi-node training on Slurm: `mhsft submit`, the batch script, the node runner, `mhsft logs` and `cancel`."""

@@ -15,7 +15,7 @@ from typing import Any
 from mhsft import ui
 from mhsft.datagate.gate import training_args
 from mhsft.datagate.report import summary
-from mhsft.environment import Environment, is_secret_name
+from mhsft.environment import Environment, without_secrets
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe
 from mhsft.process import slurm as client
@@ -72,7 +72,7 @@ def _secrets_reach_the_job(plan: Plan, recipe: Recipe, environment: Environment)
 
 def sbatch_env() -> dict[str, str]:
     """sbatch's environment (the job inherits it): this one without any secret-named variable."""
-    return {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    return without_secrets(dict(os.environ))
 
 
 def submit(

@@ -60,6 +60,7 @@ def train(
     from mhsft.process.runner import executable
     from mhsft.runs.records import reserve_version_dir
     from mhsft.view.links import for_record
+    from mhsft.view.summary import after_train
 
     executable(plan.argv[0])
     found, report = checks_before_start(
@@ -84,6 +85,7 @@ def train(
         environment,
         recipe,
         log=log,
+        after=after_train if log is None else None,
         swanlab_run_id=run_id,
         resumed_from=str(resume_from) if resume_from else None,
         extra=extra,
