@@ -364,11 +364,6 @@ def run_checks(
     return found
 
 
-def preflight(recipe: Recipe, environment: Environment, timeout: float) -> str:
-    """Run the checks; return the one-line success summary, or raise `MhsftError` (exit 3) with the fix."""
-    return checked(recipe, environment, timeout)[0]
-
-
 def checked(recipe: Recipe, environment: Environment, timeout: float) -> tuple[str, dict[str, str]]:
     """`preflight`, also returning what the checks found (cloud: user, workspace, host; local: log_dir)."""
     started = time.monotonic()

@@ -8,6 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from mhsft.paths import absolute
+
 SLURM_OUTPUT_DEFAULT = ".mhsft/slurm/%x-%j.out"
 
 
@@ -72,6 +74,10 @@ class Recipe:
     resolved: dict[str, Any]
     data_check: DataBudget = DataBudget()
     slurm: SlurmSettings | None = None
+
+    def output_dir(self, cwd: Path) -> Path:
+        """The absolute [sft] output_dir (swift's default `output`), a relative one taken from `cwd`."""
+        return Path(absolute(str(self.args["sft"].get("output_dir", "output")), cwd))
 
     @cached_property
     def sha256(self) -> str:

@@ -163,7 +163,7 @@ def train_plan(
     """
     s = recipe.swanlab
     args = dict(recipe.args["sft"])
-    output_dir = Path(absolute(str(args.get("output_dir", "output")), cwd))
+    output_dir = recipe.output_dir(cwd)
     if cached:
         args = {k: v for k, v in args.items() if k not in CACHED_REPLACES} | cached
     if run_dir is not None:

@@ -16,6 +16,7 @@ from mhsft.recipe.load import SECTIONS, RawRecipe, type_name
 from mhsft.recipe.model import DATA_CHECK_KEYS, DataBudget, Recipe, SlurmSettings, SwanlabSettings
 from mhsft.recipe.swift_args import COMMANDS, ArgSpec, specs, suggest, swift_version
 from mhsft.recipe.values import (
+    BACKEND_SETTINGS,
     backend_name,
     check_value,
     error,
@@ -25,12 +26,9 @@ from mhsft.recipe.values import (
 
 FLASH_ATTN = ("flash_attn", "flash_attention_2", "flash_attention_3", "flash_attention_4")
 SAFE_RENAMES = {"train_type": "tuner_type", "sft_type": "tuner_type"}
-LMDEPLOY_RENAMES = {
-    "tp": "lmdeploy_tp",
-    "session_len": "lmdeploy_session_len",
-    "cache_max_entry_count": "lmdeploy_cache_max_entry_count",
-}
-VLLM_RENAMES = {"tp": "vllm_tensor_parallel_size"}
+# the names ms-swift 3.x took without a backend prefix
+LMDEPLOY_RENAMES = {name.removeprefix("lmdeploy_"): name for name in BACKEND_SETTINGS["lmdeploy"].values()}
+VLLM_RENAMES = {"tp": BACKEND_SETTINGS["vllm"]["tp"]}
 REMOVED = {
     "merge_dtype": "ms-swift 4.6 has no merge_dtype: the merged model is saved in `torch_dtype`; set "
     "[export] torch_dtype instead",

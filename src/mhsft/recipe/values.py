@@ -10,6 +10,25 @@ from mhsft.recipe.load import Expanded, type_name
 from mhsft.recipe.swift_args import specs
 
 BACKEND_ALIASES = {"pt": "transformers"}
+# the inference backends' settings -> their ms-swift 4.6 argument names (4.6 prefixes lmdeploy/vllm/sglang options);
+# the CLI's --tp/--session-len/--cache-fraction and the recipe's old unprefixed names are both read from here
+BACKEND_SETTINGS = {
+    "lmdeploy": {
+        "tp": "lmdeploy_tp",
+        "session_len": "lmdeploy_session_len",
+        "cache_fraction": "lmdeploy_cache_max_entry_count",
+    },
+    "vllm": {
+        "tp": "vllm_tensor_parallel_size",
+        "session_len": "vllm_max_model_len",
+        "cache_fraction": "vllm_gpu_memory_utilization",
+    },
+    "sglang": {
+        "tp": "sglang_tp_size",
+        "session_len": "sglang_context_length",
+        "cache_fraction": "sglang_mem_fraction_static",
+    },
+}
 
 
 def error(where: str, message: str) -> MhsftError:

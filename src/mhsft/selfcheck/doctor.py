@@ -20,7 +20,6 @@ from mhsft import __version__
 from mhsft.checks import FAIL, OK, WARN, Check, bounded
 from mhsft.environment import Environment, hint
 from mhsft.errors import MhsftError
-from mhsft.paths import absolute
 from mhsft.recipe.hubs import hub_ids, hub_name, token_names
 from mhsft.recipe.model import Recipe, SwanlabSettings
 from mhsft.recipe.swift_args import swift_version
@@ -320,7 +319,7 @@ def run(
     started = time.monotonic()
     cwd = Path.cwd()
     settings = recipe.swanlab if recipe else SwanlabSettings(project="mhsft", mode="cloud", exp_name="doctor")
-    output_dir = Path(absolute(str(recipe.args["sft"].get("output_dir", "output")), cwd)) if recipe else cwd
+    output_dir = recipe.output_dir(cwd) if recipe else cwd
     with ThreadPoolExecutor(max_workers=3) as pool:
         torch_job = pool.submit(bounded, "torch", torch_and_gpus, timeout + 10)
         swan_job = pool.submit(

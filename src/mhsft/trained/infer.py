@@ -8,28 +8,10 @@ from typing import IO
 from mhsft.errors import MhsftError
 from mhsft.recipe.hubs import checkpoint_args
 from mhsft.recipe.plan import command_plan
-from mhsft.recipe.values import check_options
+from mhsft.recipe.values import BACKEND_SETTINGS, check_options
 from mhsft.trained.target import Target, backend_option
 
 BASE_MODEL_ARGS = ("model", "model_type", "template", "system", "torch_dtype", "use_hf", "model_revision")
-# friendly option -> swift argument, per backend (4.6 prefixes lmdeploy/vllm/sglang options)
-BACKEND_OPTIONS = {
-    "lmdeploy": {
-        "--tp": "lmdeploy_tp",
-        "--session-len": "lmdeploy_session_len",
-        "--cache-fraction": "lmdeploy_cache_max_entry_count",
-    },
-    "vllm": {
-        "--tp": "vllm_tensor_parallel_size",
-        "--session-len": "vllm_max_model_len",
-        "--cache-fraction": "vllm_gpu_memory_utilization",
-    },
-    "sglang": {
-        "--tp": "sglang_tp_size",
-        "--session-len": "sglang_context_length",
-        "--cache-fraction": "sglang_mem_fraction_static",
-    },
-}
 
 
 def backend_args(command: str, backend: str | None, friendly: dict[str, object]) -> dict[str, object]:
@@ -37,13 +19,13 @@ def backend_args(command: str, backend: str | None, friendly: dict[str, object])
     given = {k: v for k, v in friendly.items() if v is not None}
     if not given:
         return {}
-    names = BACKEND_OPTIONS.get(backend or "transformers")
+    names = BACKEND_SETTINGS.get(backend or "transformers")
     if names is None:
         raise MhsftError(
             f"option {next(iter(given))}: the {backend or 'transformers'} backend has no such setting. "
             "Use it with --backend lmdeploy, vllm or sglang."
         )
-    return check_options(command, {names[opt]: (opt, value) for opt, value in given.items()})
+    return check_options(command, {names[opt[2:].replace("-", "_")]: (opt, value) for opt, value in given.items()})
 
 
 def infer(

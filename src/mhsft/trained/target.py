@@ -10,7 +10,6 @@ from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, execute, load_recipe, show
-from mhsft.paths import absolute
 from mhsft.recipe.model import Recipe
 from mhsft.recipe.plan import Plan
 from mhsft.recipe.values import backend_name
@@ -52,7 +51,7 @@ def resolve_target(
     record = find(cwd, run_id) if run_id else None
     output_dir = None
     if recipe is not None and record is None:
-        output_dir = Path(absolute(str(recipe.args["sft"].get("output_dir", "output")), cwd))
+        output_dir = recipe.output_dir(cwd)
     found = checkpoints.resolve(checkpoint, cwd, record, output_dir)
     return Target(environment, recipe, found, record)
 
