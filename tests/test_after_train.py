@@ -17,7 +17,9 @@ import pytest
 from mhsft.errors import MhsftError
 from mhsft.runs import checkpoints
 
-from conftest import SECRET, mhsft, write
+from support.environment import SECRET
+from support.running import mhsft, write
+from support.waiting import wait_until
 
 
 def layout(run_dir: Path, steps: list[int], link: int | None = None, best: int | None = None) -> None:
@@ -242,8 +244,7 @@ def test_deploy_waits_until_ready_then_ctrl_c_stops_it(workdir, env, fake_swift,
     assert "curl " in proc.stderr.readline() + proc.stderr.readline()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 130
-    time.sleep(0.3)
-    assert port_is_free(port)
+    wait_until(lambda: port_is_free(port), 10, f"port {port} to be free")
     argv = swift_call(fake_swift, "deploy")
     assert value(argv, "port") == str(port) and value(argv, "infer_backend") == "lmdeploy"
     assert value(argv, "lmdeploy_tp") == "2"  # the recipe's old `tp`, translated for lmdeploy

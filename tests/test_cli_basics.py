@@ -12,7 +12,7 @@ import tomllib
 from mhsft import __version__
 from mhsft.recipe import builtin
 
-from conftest import mhsft
+from support.running import mhsft
 
 HEAVY = {"torch", "swift", "swanlab", "modelscope", "transformers"}
 COMMANDS = [

@@ -13,7 +13,9 @@ import pytest
 from mhsft.errors import MhsftError
 from mhsft.process.runner import executable
 
-from conftest import SECRET, FakeSwift, gone, local_recipe, mhsft, training_started, write
+from support.environment import SECRET
+from support.running import FakeSwift, local_recipe, mhsft, training_started, write
+from support.waiting import gone
 
 
 def records(workdir: Path) -> list[dict]:

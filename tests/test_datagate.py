@@ -16,7 +16,7 @@ from mhsft.errors import MhsftError
 from mhsft.recipe.load import load
 from mhsft.recipe.validate import validate
 
-from conftest import local_recipe, mhsft, write
+from support.running import local_recipe, mhsft, write
 
 
 def sharegpt(question: str, answer: str) -> str:

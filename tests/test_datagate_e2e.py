@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import mhsft, tiny_fixtures, write
+from support.running import mhsft, tiny_fixtures, write
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 600

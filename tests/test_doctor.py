@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from conftest import SECRET, mhsft, write
-from swanlab_server import SwanLabCloud
+from support.environment import SECRET
+from support.running import mhsft, write
+from support.swanlab_server import SwanLabCloud
+from support.waiting import scaled
 
 
 def doctor(workdir, env, *args: str):
@@ -76,14 +78,15 @@ def test_secrets_show_only_source_and_last_four(workdir, env) -> None:
     assert ".env" in by_name(report)["MODELSCOPE_API_TOKEN"]["detail"]
 
 
-def test_no_network_stays_under_15_seconds(workdir, env) -> None:
-    hanging = SwanLabCloud(behaviour="hang", delay=60).start()
+def test_no_network_is_bounded_by_the_timeout_not_the_server(workdir, env) -> None:
+    # the server hangs for 120 s; doctor's 5 s checks end long before (the figure: scripts/bench_preflight.py)
+    hanging = SwanLabCloud(behaviour="hang", delay=120).start()
     try:
         e = env | {"SWANLAB_API_KEY": SECRET, "SWANLAB_API_HOST": hanging.url, "MODELSCOPE_API_TOKEN": "ms-x" * 5}
         _, report, elapsed = doctor(workdir, e, "--timeout", "5")
     finally:
         hanging.stop()
-    assert elapsed < 15, elapsed
+    assert elapsed < scaled(60), elapsed
     assert any(c["status"] == "fail" and "swanlab" in c["name"] for c in report["checks"])
 
 

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,8 +21,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import SECRET, base_env, mhsft, tiny_fixtures, watch_stderr
-from swanlog import read_scalars
+from support.environment import SECRET, base_env
+from support.running import mhsft, tiny_fixtures, watch_stderr
+from support.swanlog import read_scalars
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 600
@@ -57,6 +58,14 @@ def trained(tiny) -> SimpleNamespace:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (record,) = records(tiny.work, "sft")
     return SimpleNamespace(result=result, record=record, run_dir=Path(record["run_dir"]))
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_train_writes_checkpoints_finite_losses_and_the_same_curve_to_swanlab(tiny, trained) -> None:
@@ -194,22 +203,16 @@ def test_ctrl_c_stops_the_whole_group_then_resume_continues_the_same_swanlab_run
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + TIMEOUT
-    while not list((tiny.work / "resume").glob("v*/checkpoint-10/trainer_state.json")) and time.monotonic() < deadline:
+
+    def first_checkpoint() -> list[Path]:
         assert proc.poll() is None, "training ended before its first checkpoint"
-        time.sleep(0.2)
+        return list((tiny.work / "resume").glob("v*/checkpoint-10/trainer_state.json"))
+
+    wait_until(first_checkpoint, TIMEOUT, "the first checkpoint", poll=0.2)
     pgid = [r for r in records(tiny.work, "sft") if r["output_dir"].endswith("resume")][-1]["pid"]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
-    gone = time.monotonic() + 10
-    while time.monotonic() < gone:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("swift's process group is still alive 10 s after Ctrl-C")
+    wait_until(lambda: not group_alive(pgid), 10, "swift's process group to end after Ctrl-C")
     first = [r for r in records(tiny.work, "sft") if r["output_dir"].endswith("resume")][-1]
     assert first["status"] == "interrupted" and first["exit_code"] == 130
     saved = max(

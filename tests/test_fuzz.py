@@ -18,7 +18,8 @@ from mhsft.recipe.load import load
 from mhsft.recipe.plan import train_plan
 from mhsft.recipe.validate import validate
 
-from conftest import SECRET, local_recipe, mhsft, write
+from support.environment import SECRET
+from support.running import local_recipe, mhsft, write
 
 DEEP = 1000
 HUGE_INT = "9" * 5000

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_env, loopback_only
+from support.environment import loopback_only
+from support.running import tiny_fixtures
 
 pytestmark = pytest.mark.e2e
 
@@ -38,18 +39,15 @@ if LOG:
 
 
 def test_a_local_train_makes_no_outside_lookup(tmp_path: Path) -> None:
-    from mhsft.selfcheck.tiny import build
-
-    fx = build(tmp_path / "tiny")
+    tiny = tiny_fixtures(tmp_path)
+    fx = tiny.fx
     hook_dir = tmp_path / "audit"
     hook_dir.mkdir()
     (hook_dir / "sitecustomize.py").write_text(AUDIT)
     log = tmp_path / "net.log"
-    (tmp_path / "home").mkdir()
-    env = base_env(tmp_path / "home")
+    env = dict(tiny.env)
     env.pop("HF_HUB_OFFLINE")  # mhsft itself must set the offline settings
     env |= {
-        "MHSFT_TINY_DIR": str(fx.root),
         "NET_AUDIT_LOG": str(log),
         "PYTHONPATH": f"{hook_dir}:{env.get('PYTHONPATH', '')}",
     }

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from conftest import SECRET, mhsft, write
-from swanlab_server import SwanLabCloud
+from support.environment import SECRET
+from support.running import mhsft, write
+from support.swanlab_server import SwanLabCloud
 
 GOOD = "good-key-0123456789"
 

@@ -11,7 +11,7 @@ from mhsft.errors import MhsftError
 from mhsft.recipe import builtin
 from mhsft.recipe.load import load, parse_override
 
-from conftest import write
+from support.running import write
 
 ENV = Environment(values={})
 

@@ -29,8 +29,9 @@ from mhsft.rehearse.verdict import (
 )
 from mhsft.runs.checkpoints import last_training
 
-from conftest import SECRET, base_env, local_recipe, mhsft, write
-from hub_server import HubStandIn
+from support.environment import SECRET, base_env
+from support.hub_server import HubStandIn
+from support.running import local_recipe, mhsft, write
 
 TRACEBACK = """Train:  40%|####      | 2/5
 Traceback (most recent call last):

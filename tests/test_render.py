@@ -15,7 +15,8 @@ from mhsft.recipe.load import load
 from mhsft.recipe.plan import report_to, train_plan
 from mhsft.recipe.validate import validate
 
-from conftest import SECRET, local_recipe, write
+from support.environment import SECRET
+from support.running import local_recipe, write
 
 
 def plan_for(ref: str, env: Environment | None = None, *overrides: str, **kw):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import SECRET, local_recipe, mhsft, write
+from support.environment import SECRET
+from support.running import local_recipe, mhsft, write
 
 
 def train(workdir: Path, env: dict, mode: str = "exit:0") -> dict:

@@ -19,8 +19,9 @@ from mhsft.trained.infer import BASE_MODEL_ARGS
 from mhsft.view.links import flags
 from test_e2e import CHROMIUM, chromium, records
 
-from conftest import SECRET, base_env, mhsft
-from swanlog import read_texts
+from support.environment import SECRET
+from support.running import mhsft, tiny_fixtures
+from support.swanlog import read_texts
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 600
@@ -30,12 +31,8 @@ SAMPLES = 3
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory) -> SimpleNamespace:
     """One tiny training with an eval set, a merged export, then `mhsft report --samples 3 --swanlab` (timed)."""
-    from mhsft.selfcheck.tiny import build
-
-    root = tmp_path_factory.mktemp("report")
-    fx = build(root / "tiny")
-    (root / "home").mkdir()
-    env = base_env(root / "home") | {"MHSFT_TINY_DIR": str(fx.root)}
+    built = tiny_fixtures(tmp_path_factory.mktemp("report"))
+    fx, env = built.fx, built.env
     (fx.root / ".env").write_text(f"SWANLAB_API_KEY={SECRET}\n")
     evaluated = ["--set", f"sft.val_dataset=['{fx.val}']", "--set", "sft.eval_steps=10"]
     trained = mhsft("train", "tiny", *evaluated, env=env, cwd=fx.root, timeout=TIMEOUT)

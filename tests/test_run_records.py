@@ -23,20 +23,14 @@ from mhsft.environment import load_environment
 from mhsft.recipe.plan import Plan
 from mhsft.runs import records as runs
 
-from conftest import gone, local_recipe, mhsft, training_started, write
+from support.running import local_recipe, mhsft, training_started, write
+from support.waiting import gone, wait_until
 
 TRAIN = [sys.executable, "-m", "mhsft", "train", "r.toml"]
 
 
 def records(workdir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((workdir / ".mhsft" / "runs").glob("*.json"))]
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 _groups: list[int] = []
@@ -55,7 +49,9 @@ def started_swift(workdir: Path, fake_swift, env: dict) -> tuple[subprocess.Pope
     """`mhsft train` in the background until the fake swift runs and the record holds its pid."""
     proc, info = training_started(workdir, env, fake_swift, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _groups.append(info["pid"])  # swift leads its own process group
-    wait_for(lambda: records(workdir) and records(workdir)[0]["pid"] == info["pid"])
+    wait_until(
+        lambda: records(workdir) and records(workdir)[0]["pid"] == info["pid"], 30, "the record to name swift's pid"
+    )
     return proc, info
 
 
@@ -182,7 +178,7 @@ def test_a_record_write_failing_while_swift_runs_does_not_end_supervision(
     started = Path(f"{fake_swift.log}.started")
 
     def ctrl_c() -> None:
-        wait_for(started.exists)
+        wait_until(started.exists, 30, "the fake swift to start")
         _groups.append(json.loads(started.read_text())["pid"])
         os.kill(os.getpid(), signal.SIGINT)
 

@@ -11,7 +11,8 @@ from mhsft.errors import MhsftError
 from mhsft.recipe.load import load
 from mhsft.recipe.validate import validate
 
-from conftest import SECRET, write
+from support.environment import SECRET
+from support.running import write
 
 ENV = Environment(values={"MY_KEY": SECRET})
 

@@ -16,8 +16,9 @@ from mhsft.recipe.plan import command_plan
 from mhsft.recipe.swift_args import specs
 from mhsft.trained.deploy import API_KEY_VAR
 
-from conftest import SECRET, local_recipe, loopback_only, mhsft, write
-from hub_server import HubStandIn
+from support.environment import SECRET, loopback_only
+from support.hub_server import HubStandIn
+from support.running import local_recipe, mhsft, write
 
 GOOD_MS = "ms-good-token-0123456789"
 # names from ms-swift 4.6's own environment variables (os.environ / get_env_args in the installed source)

@@ -14,9 +14,10 @@ from mhsft.process import slurm as client
 from mhsft.recipe.model import SlurmSettings
 from mhsft.slurm import jobs, node, script
 
-from conftest import SECRET, local_recipe, mhsft, write
-from slurmtest import job_ids, needs_slurm
-from swanlab_server import SwanLabCloud
+from support.environment import SECRET
+from support.running import local_recipe, mhsft, write
+from support.slurmtest import job_ids, needs_slurm
+from support.swanlab_server import SwanLabCloud
 
 SLURM = """
 [slurm]

@@ -14,8 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import SECRET, base_env, mhsft, write
-from slurmtest import REASON, everything_slurm_keeps, job_state, record, submitted_run, wait_for
+from support.environment import SECRET, base_env
+from support.running import mhsft, write
+from support.slurmtest import REASON, everything_slurm_keeps, job_state, record, submitted_run
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(REASON is not None, reason=f"Slurm tests skipped: {REASON}")]
 TIMEOUT = 600
@@ -60,16 +62,21 @@ def submit(cluster, name: str, *sets: str) -> tuple[str, str]:
     return submitted_run(result.stderr)
 
 
-def swift_processes(output_dir: Path) -> list[Path]:
-    """/proc entries of processes whose command line names `output_dir` (swift, torchrun and its workers)."""
+def processes_naming(text: str) -> list[Path]:
+    """/proc entries of processes whose command line holds `text`."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and str(output_dir).encode() in (proc / "cmdline").read_bytes():
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
                 found.append(proc)
         except OSError:
             continue
     return found
+
+
+def swift_processes(output_dir: Path) -> list[Path]:
+    """Processes whose command line names `output_dir` (swift, torchrun and its workers)."""
+    return processes_naming(str(output_dir))
 
 
 def follow(cluster, run_id: str) -> subprocess.CompletedProcess:
@@ -80,7 +87,7 @@ def test_two_nodes_run_to_the_end_secrets_stay_out_of_slurm_and_infer_finds_the_
     started = time.monotonic()
     run_id, job_id = submit(cluster, "two")
     out = cluster.work / "out-two"
-    procs = wait_for(lambda: swift_processes(out), TIMEOUT, "swift to start on the nodes")
+    procs = wait_until(lambda: swift_processes(out), TIMEOUT, "swift to start on the nodes", poll=0.5)
     environ = b"".join(p.joinpath("environ").read_bytes() for p in procs if p.exists())
     assert f"SWANLAB_API_KEY={SECRET}".encode() in environ  # each node read .env itself
     assert b"HF_TOKEN=" not in environ  # and passed swift only what it needs (a local run: no hub token)
@@ -126,14 +133,15 @@ def test_two_nodes_run_to_the_end_secrets_stay_out_of_slurm_and_infer_finds_the_
 def test_cancel_stops_a_running_job_and_the_record_says_cancelled(cluster) -> None:
     run_id, job_id = submit(cluster, "cancel", "sft.max_steps=400", "sft.save_steps=400")
     out = cluster.work / "out-cancel"
-    wait_for(lambda: swift_processes(out), TIMEOUT, "swift to start on the nodes")
+    wait_until(lambda: swift_processes(out), TIMEOUT, "swift to start on the nodes", poll=0.5)
     started = time.monotonic()
     result = mhsft("cancel", run_id, env=cluster.env, cwd=cluster.work)
     assert result.returncode == 0 and f"cancelled (scancel {job_id})" in result.stderr
     assert job_state(job_id) in ("CANCELLED", "COMPLETING")
-    wait_for(lambda: not swift_processes(out), 60, "swift to stop on both nodes")
+    wait_until(lambda: not swift_processes(out), 60, "swift to stop on both nodes", poll=0.5)
     print(f"cancel: swift gone {time.monotonic() - started:.1f} s after `mhsft cancel`")
-    time.sleep(2)  # the node runner's own last write comes after its swift exited
+    # the node runner's own last write comes after its swift exited
+    wait_until(lambda: not processes_naming(f"mhsft.slurm.node {run_id}"), 60, "the node runners to exit", poll=0.5)
     rec = record(cluster.work, run_id)
     assert rec["status"] == "cancelled" and rec["extra"]["slurm"]["state"] == "CANCELLED"
     assert "cancelled" in mhsft("runs", env=cluster.env, cwd=cluster.work).stdout
@@ -143,11 +151,13 @@ def test_a_requeue_mid_run_resumes_from_the_newest_checkpoint_under_the_same_swa
     started = time.monotonic()
     run_id, job_id = submit(cluster, "requeue", "slurm.requeue=true", "sft.max_steps=8")
     out = cluster.work / "out-requeue"
-    wait_for(lambda: list(out.glob("v*/checkpoint-2/trainer_state.json")), TIMEOUT, "the first checkpoint")
+    wait_until(lambda: list(out.glob("v*/checkpoint-2/trainer_state.json")), TIMEOUT, "the first checkpoint", poll=0.5)
     subprocess.run(["scontrol", "requeue", job_id], check=True)
-    wait_for(lambda: record(cluster.work, run_id)["extra"]["slurm"].get("interrupted_by"), 120, "the interruption")
+    wait_until(
+        lambda: record(cluster.work, run_id)["extra"]["slurm"].get("interrupted_by"), 120, "the interruption", poll=0.5
+    )
     # Slurm holds a requeued job back for a while (BeginTime); let it start at once
-    wait_for(lambda: job_state(job_id) == "PENDING", 60, "the job to be pending again")
+    wait_until(lambda: job_state(job_id) == "PENDING", 60, "the job to be pending again", poll=0.5)
     assert mhsft("runs", env=cluster.env, cwd=cluster.work).stdout.count("queued") == 1
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
 

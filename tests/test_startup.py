@@ -12,7 +12,7 @@ import pytest
 
 from mhsft import startup
 
-from conftest import write
+from support.running import write
 
 CAPTURE = (
     "import atexit, json, sys\n"

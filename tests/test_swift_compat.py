@@ -18,7 +18,8 @@ from mhsft.recipe.load import load
 from mhsft.recipe.plan import train_plan
 from mhsft.recipe.validate import validate
 
-from conftest import REPO, write
+from support.environment import REPO
+from support.running import write
 
 swift_arguments = pytest.importorskip("swift.arguments")
 

@@ -11,11 +11,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-from conftest import SECRET, local_recipe, mhsft, training_started, watch_stderr, write
-from swanlab_server import SwanLabCloud
+from support.environment import SECRET
+from support.running import local_recipe, mhsft, training_started, watch_stderr, write
+from support.swanlab_server import SwanLabCloud
+from support.waiting import wait_until
 
 GOOD = "good-key-0123456789"
 
@@ -229,14 +230,11 @@ def test_follow_refreshes_until_the_run_ends(workdir, env, fake_swift) -> None:
     out: list[str] = []
     threading.Thread(target=lambda: out.extend(follow.stdout), daemon=True).start()
     try:
-        deadline = time.monotonic() + 30
-        while "step 2/20, about 9s left" not in "".join(out) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: "step 2/20, about 9s left" in "".join(out), 30, "the follow view at step 2")
         assert "status    running, step 2/20, about 9s left" in "".join(out)
         with log.open("a") as f:
             f.write(json.dumps(row | {"loss": 2.0, "global_step/max_steps": "4/20", "remaining_time": "8s"}) + "\n")
-        while "step 4/20" not in "".join(out) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: "step 4/20" in "".join(out), 30, "the follow view at step 4")
         assert "status    running, step 4/20, about 8s left" in "".join(out)
     finally:
         training.send_signal(signal.SIGINT)

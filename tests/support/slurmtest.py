@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -52,17 +51,6 @@ def submitted_run(stderr: str) -> tuple[str, str]:
     """(run id, job id) from `mhsft submit`'s `run ID: queued as Slurm job N` line."""
     line = next(ln for ln in stderr.splitlines() if ": queued as Slurm job " in ln)
     return line.split()[1].rstrip(":"), line.split()[-3]
-
-
-def wait_for(condition, timeout: float, what: str, poll: float = 0.5):
-    """Poll `condition()` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(poll)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def everything_slurm_keeps(job_id: str) -> bytes:

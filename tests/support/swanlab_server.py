@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
-from loopback import LoopbackServer
+from support.loopback import LoopbackServer
 
 
 @dataclass

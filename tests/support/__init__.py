@@ -1,0 +1,1 @@
+"""Test helpers: the isolated environment, running mhsft, waiting on conditions, and local stand-in servers."""
