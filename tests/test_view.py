@@ -55,6 +55,51 @@ def test_runs_show_lists_checkpoints_best_last_and_the_same_as_json(workdir, env
     assert table.returncode == 0 and run["id"] in table.stdout
 
 
+def test_runs_show_reads_a_long_log_once_and_draws_the_curve_at_terminal_width(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    lines = [
+        json.dumps({"loss": 2.0 - step / 20_000, "global_step/max_steps": f"{step}/20000"}) for step in range(1, 15)
+    ]
+    lines.append(json.dumps({"loss": 9.0, "global_step/max_steps": "15/20000"}))  # a spike
+    lines.append('{"loss": NaN, "global_step/max_steps": "16/20000", "grad_norm": Infinity}')  # swift writes these
+    lines.append('{"loss": 1.9, "global_')  # a line being written
+    lines += [json.dumps({"loss": 3.0 + step, "global_step/max_steps": f"{step}/20000"}) for step in range(17, 30)]
+    lines += [
+        json.dumps({"loss": 1.0, "global_step/max_steps": f"{step}/20000"}) for step in range(5, 20_001)
+    ]  # resumed
+    lines.append(json.dumps({"eval_loss": 0.5, "global_step/max_steps": "10/20000"}))
+    write(Path(run["run_dir"]) / "logging.jsonl", "\n".join(lines) + "\n")
+    doc = json.loads(mhsft("runs", "show", "--json", env=env, cwd=workdir).stdout)
+    train_loss = doc["loss"]["train"]
+    assert train_loss[:4] == [
+        [1, 2.0 - 1 / 20_000],
+        [2, 2.0 - 2 / 20_000],
+        [3, 2.0 - 3 / 20_000],
+        [4, 2.0 - 4 / 20_000],
+    ]
+    assert train_loss[4] == [5, 1.0] and len(train_loss) == 20_000  # the resumed run's steps replace the old ones
+    assert [(c["step"], c["train_loss"], c["eval_loss"]) for c in doc["checkpoints"]] == [
+        (10, 1.0, 0.5),
+        (20, 1.0, None),
+    ]
+    assert doc["progress"] == {"step": 10, "max_steps": 20000}
+    shown = mhsft("runs", "show", env=env, cwd=workdir)
+    assert shown.returncode == 0 and "train loss: line, eval loss: x" in shown.stdout, shown.stderr
+
+
+def test_the_curve_keeps_each_stretch_lowest_and_highest_point() -> None:
+    from mhsft.view.curve import downsample
+
+    series = [(step, 1.0) for step in range(1, 100_001)]
+    series[54_321] = (54_322, 7.0)
+    series[77_000] = (77_001, -1.0)
+    drawn = downsample(series, 144)
+    assert len(drawn) <= 2 * 144 and drawn[0][0] == 1 and drawn == sorted(drawn)
+    assert (54_322, 7.0) in drawn and (77_001, -1.0) in drawn
+    assert downsample(series[:200], 144) == series[:200]
+
+
 def test_train_ends_with_a_short_summary(workdir, env, fake_swift) -> None:
     local_recipe(workdir)
     run = train(workdir, env)

@@ -42,14 +42,21 @@ def latest(run_dir: Path) -> Path | None:
 
 
 def _json_field(path: Path, key: str, last_line: bool = False) -> str | None:
-    """A string field of a JSON object file (or of its last line), or None when unreadable."""
+    """A string field of a JSON object file (or of its last line, read from the file's end), or None."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text = _tail(path) if last_line else path.read_text(encoding="utf-8").strip()
         data = json.loads(text.splitlines()[-1] if last_line else text) if text else None
     except (OSError, ValueError):
         return None
     value = data.get(key) if isinstance(data, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def _tail(path: Path, size: int = 1 << 16) -> str:
+    """The end of a text file (its last `size` bytes, whitespace stripped): a long log is not read whole."""
+    with path.open("rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+        return f.read().decode("utf-8", errors="replace").strip()
 
 
 def best(run_dir: Path) -> Path | None:

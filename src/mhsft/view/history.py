@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mhsft.runs import checkpoints
+
+try:  # orjson reads a long log about 4x faster than the standard json module
+    from orjson import loads as fast_loads
+except ImportError:  # pragma: no cover
+    from json import loads as fast_loads
 
 _PROGRESS_KEYS = ("global_step/max_steps", "elapsed_time", "remaining_time", "train_speed(s/it)", "epoch")
 
@@ -24,35 +31,49 @@ class History:
     best: str | None = None
     last: str | None = None
 
-    def loss_at(self, series: str, step: int) -> float | None:
-        """The value logged at `step` in `train` or `eval` (the newest at or before it), or None."""
-        found = [v for s, v in getattr(self, series) if s <= step]
-        return found[-1] if found else None
+    def loss_at(self, series: str, step: int, exact: bool = False) -> float | None:
+        """The value logged at `step` in `train` or `eval` (the newest at or before it; `exact`: at it), or None."""
+        logged = getattr(self, series)
+        at = bisect.bisect_right(logged, step, key=lambda point: point[0])
+        if not at or (exact and logged[at - 1][0] != step):
+            return None
+        return logged[at - 1][1]
+
+
+def _parse(line: bytes) -> Any:
+    """One JSON line: orjson, else the standard module (which also reads swift's NaN/Infinity); None if garbled."""
+    try:
+        return fast_loads(line)
+    except ValueError:
+        pass
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _objects(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a jsonl file, streamed line by line; a line being written (or garbled) is skipped."""
+    try:
+        with path.open("rb") as f:
+            for line in f:
+                if isinstance(row := _parse(line), dict):
+                    yield row
+    except OSError:
+        return
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a jsonl file; a line being written (or garbled) is skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return list(_objects(path))
 
 
 def _step(row: dict[str, Any]) -> tuple[int, int] | None:
     """(step, max_steps) from swift's `global_step/max_steps` ("12/20")."""
+    done, _, total = str(row.get("global_step/max_steps")).partition("/")
     try:
-        done, total = str(row["global_step/max_steps"]).split("/")
         return int(done), int(total)
-    except (KeyError, ValueError):
+    except ValueError:
         return None
 
 
@@ -60,19 +81,26 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def _add(series: list[tuple[int, float]], step: int, value: float) -> None:
+    """Append a point; a step logged again (a run resumed from an earlier checkpoint) replaces the points from it
+    on, so a series stays in step order."""
+    while series and series[-1][0] >= step:
+        series.pop()
+    series.append((step, value))
+
+
 def read(run_dir: Path) -> History:
-    """Parse `run_dir/logging.jsonl` (a run still going has only some of it)."""
+    """Parse `run_dir/logging.jsonl` in one streamed pass (a run still going has only some of it)."""
     history = History()
-    for row in rows(run_dir / "logging.jsonl"):
+    newest: tuple[dict[str, Any], tuple[int, int]] | None = None  # the last row with a step: the progress
+    for row in _objects(run_dir / "logging.jsonl"):
         step = _step(row)
         if step is not None:
-            history.progress = {"step": step[0], "max_steps": step[1]} | {
-                k: row[k] for k in ("elapsed_time", "remaining_time") if k in row
-            }
+            newest = row, step
         if step is not None and (loss := _number(row.get("loss"))) is not None:
-            history.train.append((step[0], loss))
+            _add(history.train, step[0], loss)
         elif step is not None and (loss := _number(row.get("eval_loss"))) is not None:
-            history.eval.append((step[0], loss))
+            _add(history.eval, step[0], loss)
             history.metrics |= {k: v for k, v in row.items() if k.startswith("eval_")}
         elif "train_runtime" in row or "train_loss" in row:
             history.metrics |= {k: v for k, v in row.items() if k not in _PROGRESS_KEYS}
@@ -80,6 +108,11 @@ def read(run_dir: Path) -> History:
             history.last = row.get("last_model_checkpoint") or history.last
             history.best = row.get("best_model_checkpoint") or history.best
             history.metrics |= {k: row[k] for k in ("best_metric", "global_step") if k in row}
+    if newest is not None:
+        row, (done, total) = newest
+        history.progress = {"step": done, "max_steps": total} | {
+            k: row[k] for k in ("elapsed_time", "remaining_time") if k in row
+        }
     if history.train:
         history.metrics["last_loss"] = history.train[-1][1]
     return history
@@ -97,7 +130,7 @@ def checkpoint_rows(run_dir: Path, history: History) -> list[dict[str, Any]]:
                 "path": str(path),
                 "step": step,
                 "train_loss": history.loss_at("train", step),
-                "eval_loss": history.loss_at("eval", step) if any(s == step for s, _ in history.eval) else None,
+                "eval_loss": history.loss_at("eval", step, exact=True),
                 "best": best is not None and path.resolve() == best.resolve(),
                 "last": last is not None and path.resolve() == last.resolve(),
             }
