@@ -9,7 +9,17 @@ import pytest
 
 from mhsft.datagate.gate import enforce
 from mhsft.datagate.report import REJECTED, TOO_LONG, analyse, length_stats, steps_per_epoch
-from mhsft.datagate.scan import EMPTY_ANSWER, NO_USER, OTHER_SCHEMA, UNPARSEABLE, fingerprint, scan
+from mhsft.datagate.scan import (
+    DUPLICATE_KEY,
+    EMPTY_ANSWER,
+    NO_USER,
+    OTHER_SCHEMA,
+    TOO_DEEP,
+    TOO_LONG_LINE,
+    UNPARSEABLE,
+    fingerprint,
+    scan,
+)
 from mhsft.datagate.spec import GateSpec
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
@@ -162,6 +172,8 @@ def test_budget(workdir: Path) -> None:
         ("max_dropped = 5", r"from 0 \(none\) to 1 \(all\)"),
         ('max_truncated = "1%"', "expected a number"),
         ("max_dropped = nan", r"from 0 \(none\) to 1 \(all\)"),
+        ("max_dropped = -inf", r"from 0 \(none\) to 1 \(all\); got -inf"),
+        ("max_truncated = -0.5", r"from 0 \(none\) to 1 \(all\)"),
     ],
 )
 def test_data_check_section_is_validated(workdir: Path, body: str, message: str) -> None:
@@ -218,3 +230,130 @@ def test_doctor_reports_the_last_data_check_without_tokenising(workdir: Path) ->
     write(workdir / "data" / "train.jsonl", sharegpt("changed", "data") + "\n")
     changed = last_data_check(recipe, workdir)
     assert changed.status == "warn" and "changed since" in changed.detail
+
+
+def with_column(row: str, text: str) -> str:
+    """A JSON line with `text` (raw JSON: `"key": value`) added to its object."""
+    return row[:-1] + ", " + text + "}"
+
+
+def test_scan_takes_a_byte_order_mark_and_nan_literals_as_swifts_reader_does(workdir: Path) -> None:
+    rows = [sharegpt(f"q{i}", f"a{i}") for i in range(20)]
+    rows[3], rows[4] = with_column(rows[3], '"score": NaN'), with_column(rows[4], '"score": -Infinity')
+    rows[5] = with_column(rows[5], '"score": Inf')
+    path = workdir / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode() + b"\n")
+    found = scan(path)
+    assert (found.rows, found.layout, found.causes) == (20, "conversations", {})
+    path.write_bytes("\n".join([*rows[:7], "\ufeff" + rows[7], *rows[8:]]).encode())  # one inside: pyarrow fails
+    assert scan(path).causes[UNPARSEABLE].examples == ["d.jsonl:8 (a byte order mark inside the file)"]
+
+
+def test_scan_names_a_key_given_twice_by_line_at_any_depth(workdir: Path, env: dict) -> None:
+    rows = [sharegpt(f"q{i}", f"a{i}") for i in range(25)]
+    rows[18] = with_column(rows[18], '"conversations": []')
+    rows[20] = rows[20].replace('"from": "human"', '"from" : "human", "from" : "human"', 1)  # the slow path
+    rows[21] = with_column(rows[21], '"note": "He said \\"x\\": y, \\u00e9 \\"z\\" : w"')  # not a key twice
+    rows[22] = with_column(rows[22], '"score": NaN, "score": 1')  # pyarrow's own message
+    found = scan(write(workdir / "d.jsonl", "\n".join(rows) + "\n"))
+    assert found.causes[DUPLICATE_KEY].examples == [
+        "d.jsonl:19 (key 'conversations' twice)",
+        "d.jsonl:21 (key 'from' twice)",
+        "d.jsonl:23 (Column(/score) was specified twice)",
+    ]
+    local_recipe(workdir)
+    write(workdir / "data" / "train.jsonl", "\n".join(rows[:20]) + "\n")
+    gate_on = {k: v for k, v in env.items() if k != "MHSFT_NO_DATA_CHECK"}
+    result = mhsft("data", "check", "r.toml", env=gate_on, cwd=workdir)
+    assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
+    assert "data/train.jsonl:19 (key 'conversations' twice)" in result.stderr
+    assert "ms-swift would fail on the whole file" in result.stderr
+
+
+def test_values_nested_deeper_than_arrow_takes_are_refused_by_row_never_a_traceback(workdir: Path, env) -> None:
+    row = json.loads(sharegpt("q", "a"))
+    ok, deep = [row | {"v": json.loads("[" * 62 + "]" * 62)}], [row | {"v": json.loads("[" * 63 + "]" * 63)}]
+    assert scan(write(workdir / "ok.json", json.dumps(ok))).causes == {}
+    assert scan(write(workdir / "deep.json", json.dumps([row, *deep]))).causes[TOO_DEEP].examples == [
+        "deep.json:2 (64 levels)"
+    ]
+    lines = [sharegpt("q", "a"), sharegpt("q", "a")[:-1] + ', "v": ' + "[" * 5000 + "]" * 5000 + "}"]
+    assert scan(write(workdir / "deep.jsonl", "\n".join(lines))).causes[TOO_DEEP].examples == [
+        "deep.jsonl:2 (over 1000 levels)"
+    ]
+    with pytest.raises(MhsftError, match="nested deeper than 63 levels") as err:
+        scan(write(workdir / "deeper.json", "[" + lines[1] + "]"))
+    assert err.value.exit_code == 4
+    local_recipe(workdir)
+    gate_on = {k: v for k, v in env.items() if k != "MHSFT_NO_DATA_CHECK"}
+    result = mhsft("data", "check", "r.toml", "--set", "sft.dataset=['deeper.json']", env=gate_on, cwd=workdir)
+    assert result.returncode == 4 and "Traceback" not in result.stderr and "deeper.json holds" in result.stderr
+
+
+def test_a_line_over_the_limit_is_refused_by_number_and_never_held_whole(workdir: Path, monkeypatch) -> None:
+    import tracemalloc
+
+    from mhsft.datagate import scan as scan_module
+
+    monkeypatch.setattr(scan_module, "MAX_LINE_BYTES", 1 << 20)
+    good = sharegpt("q", "a")
+    huge = sharegpt("q" * (6 << 20), "a")
+    path = write(workdir / "d.jsonl", "\n".join([good, good, huge, good]) + "\n")
+    tracemalloc.start()
+    found = scan(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert found.rows == 4 and [c for c, _ in found.fatal] == [TOO_LONG_LINE]
+    assert found.causes[TOO_LONG_LINE].examples == ["d.jsonl:3 (6 MiB)"]
+    assert peak < 4 << 20, f"{peak} bytes held for a 6 MiB line"
+
+
+def test_devices_and_fifos_are_refused_whatever_their_name(workdir: Path, env: dict) -> None:
+    import os
+
+    from mhsft.datagate.scan import refuse_special
+
+    fifo = workdir / "data.txt"
+    os.mkfifo(fifo)
+    (workdir / "folder").mkdir()
+    os.mkfifo(workdir / "folder" / "part.jsonl")
+    for path in ("/dev/zero", str(fifo), str(workdir / "folder")):
+        with pytest.raises(MhsftError, match="is not a regular file"):
+            refuse_special(path)
+    local_recipe(workdir)
+    write(workdir / "model" / "tokenizer.json", "{}")
+    gate_on = {k: v for k, v in env.items() if k != "MHSFT_NO_DATA_CHECK"}
+    for dataset in ("/dev/zero", "data.txt"):
+        result = mhsft("data", "check", "r.toml", "--set", f"sft.dataset=['{dataset}']", env=gate_on, cwd=workdir)
+        assert result.returncode == 2, result.stderr
+        assert f"{dataset} is not a regular file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_same_file_listed_twice_counts_each_listing_and_keeps_the_budget(workdir: Path) -> None:
+    lines = [sharegpt(f"q{i}", f"a{i}") for i in range(19)] + [json.dumps({"conversations": []})]
+    path = write(workdir / "d.jsonl", "\n".join(lines) + "\n")
+    kept = [(str(path), 10, fingerprint([f"q{i}", f"a{i}"])) for i in range(19)]
+    rows = _rows(kept + kept)  # swift reads the file once per listing: each row twice, the empty one dropped twice
+    entries = [(str(path), "train"), (str(path), "train")]
+    report = analyse(GateSpec({}, None, "delete", None, ()), entries, {str(path): scan(path)}, rows, {}, {})
+    assert [(p["read"], p["kept"], p["dropped"]) for p in report["datasets"]] == [(20, 19, 1), (20, 19, 1)]
+    assert (report["total"]["read"], report["total"]["kept"], report["total"]["dropped"]) == (40, 38, 2)
+    assert report["total"]["causes"][NO_USER]["count"] == 2
+    with pytest.raises(MhsftError, match=r"2 of 40 rows \(5.0%\) would be dropped"):
+        enforce(report, _recipe(workdir, ""))
+
+
+@pytest.mark.parametrize("name", ["../../d", "a/b", "..", "", "a\\\\b"])
+def test_a_recipe_name_that_is_not_a_plain_file_name_is_refused(workdir: Path, env: dict, name: str) -> None:
+    local_recipe(workdir)
+    (workdir / "r.toml").write_text(
+        f'name = "{name}"\n' + (workdir / "r.toml").read_text().replace('name = "unit"', "")
+    )
+    user_file = write(workdir.parent / "d.json", "the user's own data")
+    with pytest.raises(MhsftError, match=r"`name`: .* cannot name a file"):
+        validate(load("r.toml", Environment(values={})))
+    result = mhsft(
+        "data", "check", "r.toml", env={k: v for k, v in env.items() if k != "MHSFT_NO_DATA_CHECK"}, cwd=workdir
+    )
+    assert result.returncode == 2 and "cannot name a file" in result.stderr, result.stderr
+    assert user_file.read_text() == "the user's own data"

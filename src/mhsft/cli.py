@@ -135,7 +135,15 @@ def train(
             "a verdict and the projected full-run time (exit 5 when a moment fails).",
         ),
     ] = False,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="--rehearse: optimizer steps to run.")] = 3,
+    steps: Annotated[
+        int,
+        typer.Option(
+            "--steps",
+            min=1,
+            max=100_000,  # a rehearsal is a few steps; far more is a typo, refused before anything runs
+            help="--rehearse: optimizer steps to run (at most the full run's steps).",
+        ),
+    ] = 3,
     json_: Annotated[bool, typer.Option("--json", help="--rehearse: print the verdict as JSON.")] = False,
 ) -> None:
     """Train: validate the recipe, check SwanLab and the dataset, run `swift sft`, record the run in .mhsft/runs/."""

@@ -16,10 +16,18 @@ from mhsft.recipe.plan import train_plan
 
 
 def gate(
-    recipe: Recipe, environment: Environment, cwd: Path, *, as_json: bool = False, out: IO[str] | None = None
+    recipe: Recipe,
+    environment: Environment,
+    cwd: Path,
+    *,
+    as_json: bool = False,
+    out: IO[str] | None = None,
+    launch_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run the gate, show its report (table or JSON; the table to `out` if given), stop with exit 4 over budget."""
-    report = check(recipe, environment, cwd)
+    """Run the gate, show its report (table or JSON; the table to `out` if given), stop with exit 4 over budget.
+
+    Steps per epoch are counted for `launch_env` (default: the recipe's [launch])."""
+    report = check(recipe, environment, cwd, launch_env)
     if as_json:
         ui.echo(json.dumps(report, indent=2))
     else:

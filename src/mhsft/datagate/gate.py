@@ -12,14 +12,14 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from mhsft import ui
-from mhsft.datagate.report import analyse, biggest_cause, dataset_names, shares
-from mhsft.datagate.scan import OTHER_SCHEMA, FileScan, scan, scannable
+from mhsft.datagate.cache import damage, discard, seal, sweep, workspace
+from mhsft.datagate.report import analyse, biggest_cause, dataset_names, sequences, shares, steps_per_epoch
+from mhsft.datagate.scan import MAX_LINE_BYTES, OTHER_SCHEMA, TOO_LONG_LINE, FileScan, refuse_special, scan, scannable
 from mhsft.datagate.spec import CACHE_DIR, GateSpec, gate_spec
 from mhsft.environment import Environment
 from mhsft.errors import DATA_CHECK, USAGE, MhsftError
@@ -32,7 +32,13 @@ LAST_DIR = Path(".mhsft") / "data-check"
 LOG_TAIL = 12
 _ERROR_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception): ")
 TOKENIZER_CORE = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "qwen.tiktoken")
-MISREAD = "read the file as the union of both layouts and drop most rows"
+EFFECTS = {
+    OTHER_SCHEMA: "ms-swift would read the file as the union of both layouts and drop most rows. Fix or remove "
+    "those lines, or split the file by layout",
+    TOO_LONG_LINE: f"The data check reads lines of up to {MAX_LINE_BYTES >> 20} MiB (a row that long is millions of "
+    "tokens, more than any max_length keeps) and stops at a longer one rather than hold it in memory. Shorten or "
+    "split those rows",
+}
 
 
 def _scan_all(entries: list[tuple[str, str]]) -> dict[str, FileScan]:
@@ -40,15 +46,15 @@ def _scan_all(entries: list[tuple[str, str]]) -> dict[str, FileScan]:
     scans = {}
     for entry, _ in entries:
         path = entry.rsplit("#", 1)[0] if not os.path.exists(entry) else entry
+        refuse_special(path)
         if not scannable(path):
             continue
         found = scan(Path(path))
         for cause, detail in found.fatal:
-            effect = MISREAD if cause == OTHER_SCHEMA else "fail on the whole file"
+            effect = EFFECTS.get(cause, "ms-swift would fail on the whole file. Fix or remove those lines")
             raise MhsftError(
                 f"dataset {display(path)}: {detail.count} row(s) with {cause}, e.g. "
-                f"{'; '.join(detail.examples[:3])}. ms-swift would {effect}. Fix or remove those lines, or split "
-                "the file by layout.",
+                f"{'; '.join(detail.examples[:3])}. {effect}.",
                 DATA_CHECK,
             )
         scans[path] = found
@@ -121,27 +127,36 @@ def _export(spec: GateSpec, recipe: Recipe, environment: Environment, cwd: Path,
     return json.loads((out / "rows.json").read_text(encoding="utf-8"))
 
 
-def check(recipe: Recipe, environment: Environment, cwd: Path) -> dict[str, Any]:
-    """The gate's report for a recipe, computed or from the cache, with the cached dataset folders."""
+def check(
+    recipe: Recipe, environment: Environment, cwd: Path, launch_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The gate's report for a recipe, computed or from the cache, with the cached dataset folders.
+
+    Steps per epoch are counted for `launch_env` (default: the recipe's [launch]; `mhsft submit` gives the
+    Slurm job's nodes and processes).
+    """
     started = time.monotonic()
     sft = recipe.args["sft"]
     entries = dataset_names(sft, lambda key, value: localize(key, value, cwd))
     spec = gate_spec(recipe, cwd)
+    digests = spec.digests()
     scans = _scan_all(entries)
     _require_tokenizer(str(sft["model"]), cwd)
-    key = spec.key
-    folder = cwd / CACHE_DIR / key
-    report_path = folder / "report.json"
-    hit = report_path.is_file()
-    if hit:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    else:
-        (cwd / CACHE_DIR).mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cwd / CACHE_DIR))
+    key = spec.key_of(digests)
+    store = cwd / CACHE_DIR
+    if store.is_dir():
+        sweep(store)
+    folder = store / key
+    report = _cached(folder)
+    hit = report is not None
+    if report is None:
+        work = workspace(store)
         try:
             rows = _export(spec, recipe, environment, cwd, work)
+            _unchanged(digests, recipe, cwd)
             report = analyse(spec, entries, scans, rows, sft, recipe.launch_env)
             (work / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+            seal(work)
             if not folder.exists():
                 os.replace(work, folder)
         finally:
@@ -153,10 +168,40 @@ def check(recipe: Recipe, environment: Environment, cwd: Path) -> dict[str, Any]
         "cache_dir": str(folder),
         "cached_dataset": str(export / "train") if (export / "train").is_dir() else None,
         "cached_val_dataset": str(export / "val") if (export / "val").is_dir() else None,
+        "steps": steps_per_epoch(sequences(report), sft, launch_env or recipe.launch_env),
         "elapsed_s": round(time.monotonic() - started, 3),
     }
     _remember(recipe, report, cwd)
     return report
+
+
+def _cached(folder: Path) -> dict[str, Any] | None:
+    """The report of a sound cache entry; None when there is none, or when it was damaged (then removed)."""
+    if not folder.exists():
+        return None
+    problem = damage(folder)
+    if problem is None:
+        try:
+            return json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            problem = "report.json is not readable"
+    ui.warn(f"data check: the cached result {display(folder)} is damaged ({problem}); building it again.")
+    discard(folder)
+    return None
+
+
+def _unchanged(before: dict[str, str], recipe: Recipe, cwd: Path) -> None:
+    """Refuse a result when a local input changed while swift read it: it would be cached under the old content."""
+    after = gate_spec(recipe, cwd).digests()
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise MhsftError(
+            f"{display(changed[0])}{more} changed while the data check read it: ms-swift may have read part old, "
+            "part new content, so the result was not kept and nothing was trained. Run the check again once "
+            "nothing is writing to the data.",
+            DATA_CHECK,
+        )
 
 
 def _remember(recipe: Recipe, report: dict[str, Any], cwd: Path) -> None:

@@ -152,6 +152,17 @@ def steps_per_epoch(units: int, sft: dict[str, Any], launch_env: dict[str, str])
     }
 
 
+def _copies(kept: list[tuple[str, int, str | None]], count: int) -> list[list[tuple[str, int, str | None]]]:
+    """The kept rows of a dataset listed `count` times, one share per listing: swift reads it once per listing
+    and keeps the same rows each time, so the n-th copy of each row goes to the n-th listing."""
+    shares: list[list[tuple[str, int, str | None]]] = [[] for _ in range(count)]
+    seen: dict[str | None, int] = defaultdict(int)
+    for row in kept:
+        shares[seen[row[2]] % count].append(row)
+        seen[row[2]] += 1
+    return shares
+
+
 def analyse(
     spec: GateSpec,
     entries: list[tuple[str, str]],
@@ -161,10 +172,11 @@ def analyse(
     launch_env: dict[str, str],
 ) -> dict[str, Any]:
     """The whole report for the dataset `entries` ((name as swift gets it, train|val)) and swift's kept `rows`."""
+    sources = [_SAMPLE.sub("", entry) for entry, _ in entries]
+    shares = {s: _copies(_rows_of(rows, s, len(set(sources)) == 1), sources.count(s)) for s in set(sources)}
     parts, lengths = [], []
-    for entry, split in entries:
-        source = _SAMPLE.sub("", entry)
-        part, kept_lengths = _dataset(entry, split, scans.get(source), _rows_of(rows, source, len(entries) == 1), spec)
+    for (entry, split), source in zip(entries, sources, strict=True):
+        part, kept_lengths = _dataset(entry, split, scans.get(source), shares[source].pop(0), spec)
         parts.append(part)
         lengths += kept_lengths
     total = {k: sum(p[k] for p in parts) for k in ("read", "kept", "dropped", "truncated")}
@@ -181,7 +193,6 @@ def analyse(
         "val_rows": _kept_in(rows.get("val"), spec),
         "packing": None,
     }
-    units = train_rows
     if spec.packing and rows.get("packed") is not None:
         packed = rows["packed"]
         size = spec.packing["length"] or 1
@@ -191,9 +202,13 @@ def analyse(
             "fill_mean": round(sum(packed) / (len(packed) * size), 4) if packed else 0.0,
             "fill_min": round(min(packed) / size, 4) if packed else 0.0,
         }
-        units = len(packed)
-    report["steps"] = steps_per_epoch(units, sft, launch_env)
+    report["steps"] = steps_per_epoch(sequences(report), sft, launch_env)
     return report
+
+
+def sequences(report: dict[str, Any]) -> int:
+    """The training sequences of an epoch: packed sequences with packing, else the kept train rows."""
+    return report["packing"]["sequences"] if report["packing"] else report["train_rows"]
 
 
 def _kept_in(part: dict[str, Any] | None, spec: GateSpec) -> int:

@@ -1,30 +1,38 @@
 """The fast line scan of local .jsonl/.json datasets, before swift starts: broken lines and mixed schemas.
 
-One streamed pass with the standard json module; each row's layout is named the way ms-swift's preprocessors
-tell them apart (messages, ShareGPT conversations, alpaca, query/response, text). A file whose rows do not
-share one layout is read by swift as the union of their columns and quietly loses most rows, so a row of
-another layout is a problem worth stopping for, named as `file:line`.
+One streamed pass; each row's layout is named the way ms-swift's preprocessors tell them apart (messages,
+ShareGPT conversations, alpaca, query/response, text). A file whose rows do not share one layout is read by
+swift as the union of their columns and quietly loses most rows, so a row of another layout is a problem worth
+stopping for, named as `file:line`.
+
+A line is judged as ms-swift's reader judges it (`datasets`' json builder: pyarrow for JSON lines, ujson for a
+.json array; verified on datasets 4.8 / pyarrow 26): a UTF-8 byte order mark opening a JSON-lines file and the
+NaN/Infinity literals are accepted; a key given twice in one object (at any depth) fails the whole file in
+pyarrow; a value nested deeper than Arrow's 64 levels fails it too. A line over MAX_LINE_BYTES is not read
+into memory at all: it is refused by its number.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from orjson import dumps, loads  # about 4x faster than the json module, with the same answers
 
 from mhsft.errors import DATA_CHECK, MhsftError
 from mhsft.paths import display
 
-try:  # orjson parses JSON lines about 4x faster; the standard json module gives the same answers
-    from orjson import loads
-except ImportError:  # pragma: no cover
-    from json import loads
-
 SCANNED_SUFFIXES = (".jsonl", ".json")
+MAX_LINE_BYTES = 16 << 20  # a longer line (millions of tokens) is refused, never read whole
+MAX_DEPTH = 63  # nested arrays/objects in a row, the row itself included: Arrow refuses a 64th level
+BOM = b"\xef\xbb\xbf"
 EXAMPLES = 5
 USER_ROLES = ("user", "human")
 NOT_ANSWERS = (*USER_ROLES, "system")  # a dialogue that ends on one of these has no answer to learn
@@ -32,11 +40,14 @@ QUERY_KEYS = ("query", "prompt", "input", "instruction", "question", "problem")
 RESPONSE_KEYS = ("response", "answer", "output", "targets", "target", "completion")
 # causes: a short key -> what it means to a user
 UNPARSEABLE = "unparseable JSON"
+DUPLICATE_KEY = "a key given twice in one object"
+TOO_DEEP = f"values nested deeper than {MAX_DEPTH} levels"
+TOO_LONG_LINE = f"a line over {MAX_LINE_BYTES >> 20} MiB"
 OTHER_SCHEMA = "another schema than the rest of the file"
 NOT_OBJECT = "not a JSON object"
 NO_USER = "no user turn"
 EMPTY_ANSWER = "empty answer"
-FATAL = (UNPARSEABLE, OTHER_SCHEMA, NOT_OBJECT)
+FATAL = (TOO_LONG_LINE, UNPARSEABLE, DUPLICATE_KEY, TOO_DEEP, OTHER_SCHEMA, NOT_OBJECT)
 
 
 @dataclass
@@ -122,6 +133,103 @@ def _row_problem(row: dict[str, Any], kind: str) -> str | None:
     return None
 
 
+class Refused(ValueError):
+    """A row ms-swift's reader would fail the whole file on: the cause and a detail."""
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(detail)
+        self.cause, self.detail = cause, detail
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in a parsed value (1 for a flat one)."""
+    inner = [_depth(v) for v in (value.values() if type(value) is dict else value) if type(v) in (dict, list)]
+    return 1 + max(inner, default=0)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        names = [k for k, _ in pairs]
+        raise Refused(DUPLICATE_KEY, f"key {next(k for k in names if names.count(k) > 1)!r} twice")
+    return row
+
+
+def _refuse_repeated_keys(raw: bytes, value: Any) -> None:
+    """Refuse the JSON line `raw` when one of its objects gives a key twice (pyarrow fails the file on it).
+
+    Fast and exact when every key ends `":` and no \\u00XX escape can stand for a quote or colon: a key given
+    twice is one `":` in `raw` that the parsed `value`, dumped again, no longer has. Otherwise the slower parse
+    that sees every key decides.
+    """
+    plain = b"\\u00" not in raw and b'" ' not in raw and b'"\t' not in raw and b'"\r' not in raw
+    if not (plain and raw.count(b'":') == dumps(value).count(b'":')):
+        json.loads(raw, object_pairs_hook=_pairs)
+
+
+def _checked(value: Any, raw: bytes | None) -> Any:
+    """`value` when Arrow takes its nesting and (given its `raw` JSON line) no object repeats a key."""
+    if not isinstance(value, (dict, list)):
+        return value
+    if raw is None or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # else it cannot nest deeper
+        try:
+            depth = _depth(value)
+        except RecursionError:
+            raise Refused(TOO_DEEP, "hundreds of levels") from None
+        if depth > MAX_DEPTH:
+            raise Refused(TOO_DEEP, f"{depth} levels")
+    if raw is not None:
+        _refuse_repeated_keys(raw, value)
+    return value
+
+
+def _arrow_row(raw: bytes, message: str) -> Any:
+    """A line orjson refused, as pyarrow (swift's reader) reads it: NaN/Infinity literals are fine there."""
+    import pyarrow
+    from pyarrow import json as arrow_json
+
+    if raw.startswith(BOM):  # pyarrow skips one opening its input, but swift reads the file, not this line
+        raise Refused(UNPARSEABLE, "a byte order mark inside the file")
+    try:
+        table = arrow_json.read_json(io.BytesIO(raw))
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError) as exc:
+        text = str(exc).removeprefix("JSON parse error: ").removesuffix(" in row 0")
+        if "specified twice" in text:
+            raise Refused(DUPLICATE_KEY, text) from None
+        raise Refused(UNPARSEABLE, message) from None
+    if table.num_rows != 1:
+        raise Refused(UNPARSEABLE, message)
+    return table.to_pylist()[0]
+
+
+def parse_line(raw: bytes) -> Any:
+    """One JSON line as swift's reader takes it; `Refused` when it would fail the file on it."""
+    try:
+        value = loads(raw)
+    except ValueError as exc:  # also not UTF-8 (orjson and json both raise a ValueError subclass)
+        if str(exc).startswith("depth limit exceeded"):  # over 1000 levels (and pyarrow takes minutes on it)
+            raise Refused(TOO_DEEP, "over 1000 levels") from None
+        return _checked(_arrow_row(raw, str(exc).split("\n")[0]), None)
+    return _checked(value, raw)
+
+
+def refuse_special(path: str) -> None:
+    """A local dataset path (file or folder) must hold regular files only: a device or FIFO never ends."""
+    inside = [path]
+    if os.path.isdir(path):
+        inside = [os.path.join(top, name) for top, _, names in os.walk(path) for name in sorted(names)]
+    for name in inside:
+        try:
+            mode = os.stat(name).st_mode
+        except OSError:
+            continue  # missing: the existence check names it
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise MhsftError(
+                f"dataset {display(name)} is not a regular file (a device, FIFO or socket): ms-swift would wait on "
+                "it or read without end. Give a .jsonl file, one row a line, or a folder of such files."
+            )
+
+
 def _kind(path: Path) -> str:
     """Refuse what is not a readable file; return 'array' for a .json holding one JSON array, else 'lines'."""
     where = display(path)
@@ -140,14 +248,46 @@ def _kind(path: Path) -> str:
         raise MhsftError(
             f"dataset {where} is not a text file (it holds NUL bytes). A dataset is UTF-8 JSON lines.", DATA_CHECK
         )
-    return "array" if path.suffix == ".json" and head.lstrip()[:1] == b"[" else "lines"
+    if head.startswith(BOM) and head[3:].lstrip()[:1] == b"[":
+        raise MhsftError(
+            f"dataset {where} is a JSON array that starts with a UTF-8 byte order mark, which ms-swift's reader "
+            "refuses. Save it without the mark (UTF-8, not UTF-8-BOM), or as JSON lines.",
+            DATA_CHECK,
+        )
+    return "array" if head.lstrip()[:1] == b"[" else "lines"  # datasets reads any file opening with [ as one
 
 
-def _rows(path: Path, kind: str) -> Iterator[tuple[int, bytes | Any]]:
+class LongLine(int):
+    """The size in bytes of a line over MAX_LINE_BYTES, which is never read whole."""
+
+
+def _lines(f: IO[bytes]) -> Iterator[tuple[int, bytes | LongLine]]:
+    """(line number, line) of the non-blank lines, a leading byte order mark dropped; LongLine for a long one."""
+    number = 0
+    while line := f.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if number == 1:
+            line = line.removeprefix(BOM)
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            size = len(line)
+            while (line := f.readline(1 << 20)) and not line.endswith(b"\n"):
+                size += len(line)
+            yield number, LongLine(size + len(line))
+        elif line.strip():
+            yield number, line
+
+
+def _rows(path: Path, kind: str) -> Iterator[tuple[int, bytes | LongLine | Any]]:
     """(line number, raw line) for a jsonl file, or (item number, parsed item) for a .json array."""
     if kind == "array":
         try:
             items = json.loads(path.read_bytes())
+        except RecursionError:
+            raise MhsftError(
+                f"dataset {display(path)} holds values nested deeper than {MAX_DEPTH} levels, which ms-swift's reader "
+                "refuses. Flatten those values (or store them as JSON strings).",
+                DATA_CHECK,
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise MhsftError(
                 f"dataset {display(path)} is not valid JSON ({exc}). Fix the file, or write it as "
@@ -157,9 +297,14 @@ def _rows(path: Path, kind: str) -> Iterator[tuple[int, bytes | Any]]:
         yield from enumerate(items if isinstance(items, list) else [items], 1)
         return
     with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                yield number, line
+        yield from _lines(f)
+
+
+def _row(raw: Any, kind: str) -> Any:
+    """A row as swift reads it (a JSON line parsed, an array item checked); `Refused` when swift fails on it."""
+    if isinstance(raw, LongLine):
+        raise Refused(TOO_LONG_LINE, f"{raw / (1 << 20):.0f} MiB")
+    return parse_line(raw) if kind == "lines" else _checked(raw, None)
 
 
 def scan(path: Path) -> FileScan:
@@ -170,14 +315,11 @@ def scan(path: Path) -> FileScan:
     firsts: dict[str, list[int]] = {}  # the first lines of each layout, to name the odd ones
     for number, raw in _rows(path, kind):
         result.rows += 1
-        if kind == "lines":
-            try:
-                row = loads(raw)
-            except ValueError as exc:  # also not UTF-8 (orjson and json both raise a ValueError subclass)
-                result.add(UNPARSEABLE, number, str(exc).split("\n")[0])
-                continue
-        else:
-            row = raw
+        try:
+            row = _row(raw, kind)
+        except Refused as refused:
+            result.add(refused.cause, number, refused.detail)
+            continue
         if not isinstance(row, dict):
             result.add(NOT_OBJECT, number, type(row).__name__)
             continue
@@ -240,8 +382,8 @@ def signatures(path: Path) -> Iterator[tuple[int, str | None]]:
     kind = _kind(path)
     for number, raw in _rows(path, kind):
         try:
-            row = loads(raw) if kind == "lines" else raw
-        except ValueError:
+            row = _row(raw, kind)
+        except Refused:
             row = None
         yield number, signature(row)
 

@@ -77,6 +77,7 @@ ENCODING_KEYS = frozenset(
         "decision_subsample_options",
     }
 )
+FOLDER_SET_ASIDE = ("dataset_infos.json", "dataset_infos.json_bak")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -102,19 +103,26 @@ class GateSpec:
     packing: dict[str, Any] | None
     local_files: tuple[str, ...]
 
-    @property
-    def key(self) -> str:
-        """Everything that changes the result: arguments, file contents, tokenizer files, versions."""
+    def digests(self) -> dict[str, str]:
+        """The content hash of every local file the export reads."""
+        return {name: _digest(name).hex() for name in self.local_files}
+
+    def key_of(self, digests: dict[str, str]) -> str:
+        """Everything that changes the result: arguments, file contents (`digests`), tokenizer files, versions."""
         h = hashlib.sha256()
         h.update(
             json.dumps(
                 [self.args, self.packing, __version__, package_version("ms-swift")], sort_keys=True, default=str
             ).encode()
         )
-        for name in self.local_files:
-            h.update(name.encode() + b"\0")
-            h.update(_digest(name))
+        for name, digest in digests.items():
+            h.update(name.encode() + b"\0" + digest.encode())
         return h.hexdigest()[:24]
+
+    @property
+    def key(self) -> str:
+        """The cache key of the files as they are now."""
+        return self.key_of(self.digests())
 
 
 def _digest(path: str) -> bytes:
@@ -124,6 +132,21 @@ def _digest(path: str) -> bytes:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.digest()
+
+
+def dataset_files(path: str) -> list[str]:
+    """The regular files a local dataset path holds: itself, or every file under a folder (sorted).
+
+    A folder's `dataset_infos.json` is left out: swift renames it to `dataset_infos.json_bak` when it loads the
+    folder (and reads neither).
+    """
+    if os.path.isfile(path):
+        return [path]
+    found = []
+    for top, folders, names in os.walk(path):
+        folders.sort()
+        found += [os.path.join(top, n) for n in sorted(names) if n not in FOLDER_SET_ASIDE]
+    return [name for name in found if os.path.isfile(name)]
 
 
 def _tokenizer_files(model: str, cwd: Path) -> list[str]:
@@ -150,6 +173,8 @@ def gate_spec(recipe: Recipe, cwd: Path) -> GateSpec:
     if max_length is not None:
         exact = truncation == "split" or (truncation in ("left", "right") and packing)
         args["max_length"] = max_length if exact else UNLIMITED
-    files = [p for key in ("dataset", "val_dataset") for p in local_paths(key, sft.get(key), cwd) if os.path.isfile(p)]
+    files = [
+        f for key in ("dataset", "val_dataset") for p in local_paths(key, sft.get(key), cwd) for f in dataset_files(p)
+    ]
     files += _tokenizer_files(str(sft["model"]), cwd)
     return GateSpec(args, max_length, truncation, packing, tuple(files))

@@ -373,7 +373,7 @@ def _data_check(raw: RawRecipe) -> DataBudget:
                 where,
                 f"unknown [data_check] key.{suggest(key, DATA_CHECK_KEYS)} The keys are {', '.join(DATA_CHECK_KEYS)}.",
             )
-        check_value("float", False, (), value, where)
+        check_value("float", False, (), value, where, argv=False)  # never on a command line: -inf is a number
         if not 0 <= value <= 1:
             raise error(
                 where,
@@ -382,6 +382,19 @@ def _data_check(raw: RawRecipe) -> DataBudget:
             )
         values[key] = float(value)
     return DataBudget(**values)
+
+
+def _name(raw: RawRecipe) -> str:
+    """The recipe's name, which names files (`.mhsft/data-check/NAME.json`): one plain file name."""
+    name = str(raw.data["name"])
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0") or len(os.fsencode(name)) > NAME_MAX - 5:
+        raise error(
+            raw.where("name"),
+            f"{name!r} cannot name a file, and mhsft names files after the recipe (e.g. .mhsft/data-check/"
+            f"NAME.json): no / or \\, not . or .., at most {NAME_MAX - 5} bytes. Write a plain name such as "
+            'name = "qwen7b-lora".',
+        )
+    return name
 
 
 def validate(raw: RawRecipe) -> Recipe:
@@ -393,7 +406,7 @@ def validate(raw: RawRecipe) -> Recipe:
     resolved |= {s: raw.data[s] for s in SECTIONS if raw.data[s]}
     launch_env = _launch(raw)
     return Recipe(
-        name=str(raw.data["name"]),
+        name=_name(raw),
         description=str(raw.data.get("description", "")),
         path=raw.path,
         chain=tuple(raw.chain),

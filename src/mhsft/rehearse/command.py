@@ -59,6 +59,18 @@ def derived_datasets(
     return cached, lengths
 
 
+def capped_steps(steps: int, sft: dict[str, Any], report: dict[str, Any]) -> int:
+    """`--steps`, at most the full run's own steps: more would only repeat its rows (said so when capped)."""
+    total = full_schedule(sft, report["steps"]["steps_per_epoch"], False)[0]
+    if steps <= total:
+        return steps
+    ui.warn(
+        f"--steps {steps} is more than the {total} step(s) of the full run ({report['train_rows']} train rows, "
+        f"{report['steps']['steps_per_epoch']} step(s) per epoch): rehearsing {max(total, 1)}."
+    )
+    return max(total, 1)
+
+
 def rehearse(
     ref: str, overrides: list[str], env_file: Path | None, *, steps: int, check: bool, timeout: float, as_json: bool
 ) -> int:
@@ -78,6 +90,7 @@ def rehearse(
     out = sys.stderr if as_json else None
     found, report = checks_before_start(real, recipe, environment, check=check, timeout=timeout, log=out)
     assert report is not None  # the gate always runs here (data_check=True)
+    steps = capped_steps(steps, recipe.args["sft"], report)
     push = check_push(recipe, environment, timeout)
     output_dir = Path(f"{real.output_dir}{SUFFIX}")
     run_dir = reserve_version_dir(output_dir)

@@ -114,7 +114,10 @@ def submit(
         return 0
     client.tool("sbatch")
     _secrets_reach_the_job(plan, recipe, environment)
-    found, report = checks_before_start(plan, recipe, environment, check=check, timeout=timeout, data_check=data_check)
+    job = recipe.launch_env | {"NNODES": str(settings.nodes), "NPROC_PER_NODE": str(processes)}  # as node.py sets
+    found, report = checks_before_start(
+        plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, launch_env=job
+    )
     record.extra |= for_record(recipe, environment, found, run_id)
     frozen = batch.with_suffix(".toml")
     record.extra["slurm"] = {

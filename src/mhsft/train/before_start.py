@@ -60,12 +60,14 @@ def checks_before_start(
     timeout: float = 5.0,
     data_check: bool = True,
     log: IO[str] | None = None,
+    launch_env: dict[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
     """Everything that must pass before swift starts, here (`mhsft train`) or on a cluster (`mhsft submit`).
 
     Local inputs exist, then the SwanLab preflight (unless `check` is off), then the dataset gate (unless
-    `data_check` is off; shown in `log` when given); a failure raises, so nothing starts and nothing is
-    queued. Returns what the preflight found (user, workspace) and the gate's report (None when skipped).
+    `data_check` is off; shown in `log` when given; steps per epoch for `launch_env`, default the recipe's);
+    a failure raises, so nothing starts and nothing is queued. Returns what the preflight found (user,
+    workspace) and the gate's report (None when skipped).
     """
     ensure_inputs(plan)
     found = run_preflight(recipe, environment, timeout, plan) if check else {}
@@ -82,4 +84,4 @@ def checks_before_start(
         return found, None
     from mhsft.datagate.command import gate
 
-    return found, gate(recipe, environment, Path.cwd(), out=log)
+    return found, gate(recipe, environment, Path.cwd(), out=log, launch_env=launch_env)
