@@ -4,6 +4,7 @@ from the gate's cached dataset is the same training as from the raw file."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -136,3 +137,70 @@ def test_training_from_the_cache_is_the_same_training(tiny) -> None:
     a, b = losses(Path(raw_record["run_dir"])), losses(Path(gated_record["run_dir"]))
     assert len(a) == 6 and [s for s, _ in a] == [s for s, _ in b]
     assert [round(x, 6) for _, x in a] == [round(x, 6) for _, x in b]
+
+
+def _reader_takes(path: Path, cache: Path) -> bool:
+    """Whether ms-swift's reader (its `datasets.load_dataset('json', ...)` call) reads the file."""
+    from datasets import load_dataset
+
+    try:
+        load_dataset("json", data_files=str(path), split="train", num_proc=1, cache_dir=str(cache))
+    except Exception:  # any failure is a refusal; which one does not matter here
+        return False
+    return True
+
+
+def _with(row: str, text: str) -> str:
+    return row[:-1] + ", " + text + "}"
+
+
+READER_CASES = {
+    "bom.jsonl": lambda rows: "\ufeff" + "\n".join(rows),
+    "bom-inside.jsonl": lambda rows: "\n".join([*rows[:3], "\ufeff" + rows[3], *rows[4:]]),
+    "nan-inf.jsonl": lambda rows: "\n".join([_with(rows[0], '"s": NaN'), _with(rows[1], '"s": -Inf'), *rows[2:]]),
+    "lowercase-nan.jsonl": lambda rows: "\n".join([_with(rows[0], '"s": nan'), *rows[1:]]),
+    "key-twice.jsonl": lambda rows: "\n".join([*rows[:18], _with(rows[18], '"conversations": []'), *rows[19:]]),
+    "nested-key-twice.jsonl": lambda rows: "\n".join([rows[0].replace('"from"', '"from": "x", "from"', 1), *rows]),
+    "depth-63.jsonl": lambda rows: "\n".join([_with(rows[0], '"v": ' + "[" * 62 + "]" * 62), *rows[1:]]),
+    "depth-64.jsonl": lambda rows: "\n".join([_with(rows[0], '"v": ' + "[" * 63 + "]" * 63), *rows[1:]]),
+    "depth-64.json": lambda rows: "[" + ",".join([_with(rows[0], '"v": ' + "[" * 63 + "]" * 63), *rows[1:]]) + "]",
+    "key-twice.json": lambda rows: "[" + ",".join([_with(rows[0], '"conversations": []'), *rows[1:]]) + "]",
+    "nan.json": lambda rows: "[" + ",".join([_with(rows[0], '"s": NaN'), *rows[1:]]) + "]",
+    "bom.json": lambda rows: "\ufeff[" + ",".join(rows) + "]",
+}
+
+
+@pytest.mark.parametrize("case", sorted(READER_CASES))
+def test_the_scan_refuses_exactly_what_swifts_reader_refuses(tiny, tmp_path: Path, case: str) -> None:
+    from mhsft.datagate.scan import scan
+    from mhsft.errors import MhsftError
+
+    rows = tiny.fx.train.read_text().splitlines()[:30]
+    path = write(tmp_path / case, READER_CASES[case](rows) + "\n")
+    try:
+        scan_takes = not scan(path).fatal
+    except MhsftError:
+        scan_takes = False
+    assert scan_takes == _reader_takes(path, tmp_path / "hf-cache")
+
+
+def test_a_byte_order_mark_and_nan_columns_keep_every_row_through_swift(tiny) -> None:
+    rows = tiny.fx.train.read_text().splitlines()[:30]
+    data = write(tiny.work / "bom-nan.jsonl", "\ufeff" + "\n".join([_with(rows[0], '"s": NaN'), *rows[1:]]) + "\n")
+    code, report, stderr = check(tiny, "--set", f"sft.dataset=['{data}']")
+    assert code == 0, stderr
+    assert (report["total"]["read"], report["total"]["kept"], report["total"]["dropped"]) == (30, 30, 0)
+
+
+def test_a_truncated_arrow_file_in_the_cache_is_found_and_rebuilt(tiny) -> None:
+    code, report, stderr = check(tiny)
+    assert code == 0, stderr
+    arrow = next(Path(report["cached_dataset"]).glob("*.arrow"))
+    size = arrow.stat().st_size
+    os.truncate(arrow, size // 2)
+    code, again, stderr = check(tiny)
+    assert code == 0 and again["cache_hit"] is False, stderr
+    assert "is damaged" in stderr and f"{arrow.name} is {size // 2} bytes" in stderr
+    assert arrow.stat().st_size == size
+    code, third, _ = check(tiny)
+    assert code == 0 and third["cache_hit"] is True

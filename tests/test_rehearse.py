@@ -103,6 +103,20 @@ def test_rehearse_refuses_dry_run_and_resume_without_starting_anything(workdir: 
     assert fake_swift.calls() == []
 
 
+def test_steps_past_the_full_run_are_capped_and_absurd_ones_refused_before_anything(workdir: Path, env, capsys) -> None:
+    from mhsft.rehearse.command import capped_steps
+
+    report = {"steps": {"steps_per_epoch": 4}, "train_rows": 64}
+    assert capped_steps(3, {"num_train_epochs": 5}, report) == 3
+    assert capped_steps(100_000, {"num_train_epochs": 5}, report) == 20
+    assert "--steps 100000 is more than the 20 step(s) of the full run" in capsys.readouterr().err
+    assert capped_steps(50, {"max_steps": 30}, report) == 30
+    local_recipe(workdir)
+    result = mhsft("train", "r.toml", "--rehearse", "--steps", "99999999999999999999", env=env, cwd=workdir)
+    assert result.returncode == 2 and "--steps" in result.stderr and "1<=x<=100000" in result.stderr
+    assert "Traceback" not in result.stderr and not (workdir / "out-rehearsal").exists()
+
+
 @pytest.mark.parametrize(("role", "orgs", "repo", "refused"), [
     ("write", [], "alice/m", ""),
     ("write", ["lab"], "lab/m", ""),
