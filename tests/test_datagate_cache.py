@@ -97,7 +97,7 @@ def test_a_dataset_folder_is_keyed_by_its_files(recipe, workdir) -> None:
         (lambda e: __import__("shutil").rmtree(e / "export" / "train"), "is missing"),
         (lambda e: os.truncate(e / "export" / "train" / "data-00000-of-00001.arrow", 1000), "1000 bytes"),
         (lambda e: (e / "report.json").write_text('{"schema_ver'), "report.json is"),
-        (lambda e: (e / "manifest.json").unlink(), "no readable manifest.json"),
+        (lambda e: (e / "manifest.json").unlink(), "no manifest.json: an older mhsft"),
     ],
 )
 def test_a_damaged_cache_entry_is_rebuilt_with_a_note(recipe, workdir, monkeypatch, capsys, damage, why) -> None:

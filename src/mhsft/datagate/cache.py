@@ -42,10 +42,12 @@ def seal(folder: Path) -> None:
 
 def damage(folder: Path) -> str | None:
     """What is wrong with a cache entry (a file missing, cut or changed since it was sealed), or None."""
+    if not (folder / MANIFEST).is_file():
+        return f"no {MANIFEST}: an older mhsft wrote it, or it was removed"
     try:
         files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        return f"no readable {MANIFEST}"
+        return f"{MANIFEST} is not readable"
     for name, (size, digest) in files.items():
         path = folder / name
         try:
