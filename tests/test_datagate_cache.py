@@ -23,7 +23,7 @@ from mhsft.errors import MhsftError
 from mhsft.recipe.load import load
 from mhsft.recipe.validate import validate
 
-from conftest import local_recipe, write
+from support.running import local_recipe, write
 
 ROWS = 6
 
