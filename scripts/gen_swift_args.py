@@ -20,6 +20,7 @@ COMMANDS = {
     "infer": "InferArguments",
     "deploy": "DeployArguments",
     "export": "ExportArguments",
+    "eval": "EvalArguments",
 }
 
 

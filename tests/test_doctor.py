@@ -43,6 +43,7 @@ def test_json_schema_and_exit_code(workdir, env) -> None:
         "vllm",
         "sglang",
         "lmdeploy",
+        "evalscope",
         "swanlab",
         "swanlab local mode",
         ".env",

@@ -8,10 +8,17 @@ that need them, so `--help`, `--dry-run` and `validate` stay fast.
 import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from mhsft import __version__, startup, ui
 from mhsft.errors import MhsftError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mhsft.environment import Environment
+    from mhsft.recipe.model import Recipe
+    from mhsft.runs.records import RunRecord
 
 with startup.deferred_imports("subprocess", "shutil:get_terminal_size"), startup.gc_paused():  # see mhsft.startup
     import typer
@@ -173,8 +180,16 @@ def train(
             timeout=preflight_timeout,
             resume=resume,
             data_check=not no_data_check,
+            evaluate=None if dry_run else _after_training,
         )
     )
+
+
+def _after_training(recipe: "Recipe", environment: "Environment") -> "Callable[[RunRecord], None]":
+    """`[eval] after_train`: what `mhsft eval` runs once a training succeeded (imported only when it is used)."""
+    from mhsft.evaluation.command import after_training
+
+    return after_training(recipe, environment)
 
 
 @app.command(
@@ -465,6 +480,61 @@ def export(
     raise typer.Exit(
         run_export(target, merge_lora=merge_lora, output=output, overwrite=overwrite, push=push, dry_run=dry_run)
     )
+
+
+@app.command(
+    name="eval",
+    epilog="Examples:\n\n  mhsft eval\n\n  mhsft eval recipes/qwen7b.toml --bench gsm8k --bench ceval --limit 200\n\n"
+    "  mhsft eval 20261123-101500-sft-ab12 --checkpoint best --json",
+)
+def eval_(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[RECIPE|RUN]",
+            help="A recipe (its \\[eval] gives defaults, its output_dir the checkpoint) or a recorded run id "
+            "(default: the last `mhsft train`).",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint: CheckpointOpt = "latest",
+    bench: Annotated[
+        list[str],
+        typer.Option(
+            "--bench",
+            metavar="NAME",
+            help="An EvalScope benchmark (gsm8k, ceval, mmlu, cmmlu, general_mcq, ...). Repeatable. "
+            "Default: \\[eval] eval_dataset, else the run's held-out rows.",
+        ),
+    ] = [],  # noqa: B006
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, show_default=False, help="Samples per benchmark (eval_limit).")
+    ] = None,
+    no_base: Annotated[bool, typer.Option("--no-base", help="Score the fine-tuned model only.")] = False,
+    two_servers: Annotated[
+        bool,
+        typer.Option("--two-servers", help="One server per model even for a LoRA (as two `swift eval` runs do)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    ready_timeout: Annotated[
+        float,
+        typer.Option(
+            "--ready-timeout", min=1.0, metavar="SECONDS", callback=_finite, help="How long to wait for each server."
+        ),
+    ] = 900.0,
+    set_: SetOpt = [],  # noqa: B006
+    env_file: EnvFileOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Did fine-tuning help? Base vs fine-tuned on benchmarks (EvalScope) or the held-out set, in one table.
+
+    Both models run with the same settings; a LoRA is served once (base and adapter side by side). The results
+    go into the training run's record (`mhsft runs show`, `mhsft report`)."""
+    from mhsft.evaluation.command import Request, evaluate, target_for
+
+    found = target_for(target, set_, env_file, checkpoint)
+    request = Request(tuple(bench), limit, no_base, two_servers, as_json, dry_run, ready_timeout)
+    raise typer.Exit(evaluate(found, request))
 
 
 runs_app = typer.Typer(

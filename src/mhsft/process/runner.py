@@ -56,7 +56,7 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A preexec_fn giving the child SIGTERM when mhsft dies (Linux; None elsewhere).
 
     The signal follows the thread that started the child, so `run` must be called from the main thread.
@@ -135,7 +135,7 @@ def run(
             start_new_session=True,
             stdout=stdout,
             stderr=subprocess.STDOUT if stdout else None,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
         pids.append(proc.pid)
         killer = threading.Timer(KILL_AFTER_S, _killpg, (proc.pid, signal.SIGKILL))

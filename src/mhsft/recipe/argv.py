@@ -55,12 +55,20 @@ def looks_local(value: str, cwd: Path) -> bool:
 
 
 def localize(key: str, value: str, cwd: Path) -> str:
-    """`value` with its local path made absolute (keeping a dataset's `#N` sample suffix)."""
+    """`value` with its local path made absolute (keeping a dataset's `#N` sample suffix, an adapter's `name=`)."""
+    if key == "adapters" and "=" in value and not exists(absolute(value, cwd)):
+        name, path = value.split("=", 1)
+        return f"{name}={absolute(path, cwd)}"
     suffix_match = _SAMPLE_SUFFIX.search(value) if key in ("dataset", "val_dataset") else None
     base = value[: suffix_match.start()] if suffix_match else value
     if key in PATH_KEYS or (key in MAYBE_PATH_KEYS and looks_local(base, cwd)):
         base = absolute(base, cwd)
     return base + (suffix_match.group(0) if suffix_match else "")
+
+
+def _named_adapter_path(value: str) -> str:
+    """The path of a localized `name=/abs/path` adapter (swift deploy serves it by name); others as they are."""
+    return value if value.startswith("/") or "=" not in value else value.split("=", 1)[1]
 
 
 def local_paths(key: str, value: Any, cwd: Path) -> list[str]:
@@ -69,7 +77,7 @@ def local_paths(key: str, value: Any, cwd: Path) -> list[str]:
         return []
     items = value if isinstance(value, list) else [value]
     return [
-        _SAMPLE_SUFFIX.sub("", localize(key, str(v), cwd))
+        _named_adapter_path(_SAMPLE_SUFFIX.sub("", localize(key, str(v), cwd)))
         for v in items
         if isinstance(v, str) and (key not in MAYBE_PATH_KEYS or looks_local(_SAMPLE_SUFFIX.sub("", v), cwd))
     ]

@@ -74,6 +74,7 @@ class Recipe:
     resolved: dict[str, Any]
     data_check: DataBudget = DataBudget()
     slurm: SlurmSettings | None = None
+    eval_after_train: bool = False  # [eval] after_train: `mhsft train` runs `mhsft eval` when training succeeded
 
     def output_dir(self, cwd: Path) -> Path:
         """The absolute [sft] output_dir (swift's default `output`), a relative one taken from `cwd`."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-COMMANDS = ("sft", "infer", "deploy", "export")
+COMMANDS = ("sft", "infer", "deploy", "export", "eval")
 
 
 @dataclass(frozen=True)

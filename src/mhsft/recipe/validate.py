@@ -34,6 +34,14 @@ REMOVED = {
     "[export] torch_dtype instead",
     "hub_model_id_or_path": "use `hub_model_id`",
 }
+# [eval] keys that `mhsft eval` cannot honour, and why (it deploys both models itself and runs EvalScope's Native
+# backend; the OpenCompass and VLMEvalKit backends need packages that replace numpy and pandas)
+EVAL_REFUSED = {
+    "eval_url": "mhsft eval deploys the base model and the checkpoint itself, so both run with the same settings; "
+    "remove eval_url (to score a server you already run, use EvalScope directly)",
+    "local_dataset": "this only applies to the OpenCompass backend, which mhsft eval does not run; remove it",
+}
+EVAL_OWN_KEYS = ("after_train",)  # mhsft's own [eval] keys (not swift eval arguments)
 NOTIFY_OK = ("lark", "dingtalk")
 NOTIFY_BROKEN = ("wxwork", "slack", "discord")
 # [swanlab] keys: name -> (kind, choices)
@@ -154,6 +162,10 @@ def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[st
         warnings += [warning] if warning else []
     out: dict[str, Any] = {}
     for key, value in table.items():
+        if section == "eval" and key in EVAL_OWN_KEYS:
+            continue
+        if section == "eval" and key in EVAL_REFUSED:
+            raise error(raw.where(section, key), f"{EVAL_REFUSED[key]}.")
         name, warning = _swift_key(raw, section, key, backend)
         if warning:
             warnings.append(warning)
@@ -205,6 +217,25 @@ def _check_sft(raw: RawRecipe, sft: dict[str, Any]) -> None:
                 f"{flag} needs flash attention: set [sft] attn_impl = "
                 f'"flash_attn" (and install flash-attn), or set {flag} = false.',
             )
+
+
+def _check_eval(raw: RawRecipe, args: dict[str, Any]) -> bool:
+    """Check what `mhsft eval` needs of [eval]; return `after_train`."""
+    backend = args.get("eval_backend", "Native")
+    if backend != "Native":
+        raise error(
+            raw.where("eval", "eval_backend"),
+            f"mhsft eval runs EvalScope's Native backend only (its benchmarks include ceval, mmlu, cmmlu, gsm8k "
+            f"and custom sets); {backend} needs ms-opencompass/ms-vlmeval. Remove eval_backend or set it to "
+            '"Native".',
+        )
+    limit = args.get("eval_limit")
+    if limit is not None and limit < 1:
+        raise error(raw.where("eval", "eval_limit"), f"the number of samples per benchmark must be >= 1; got {limit}.")
+    after = raw.data["eval"].get("after_train", False)
+    if not isinstance(after, bool):
+        raise error(raw.where("eval", "after_train"), f"expected true or false; got {shown(after)}.")
+    return after
 
 
 def _swanlab(raw: RawRecipe) -> SwanlabSettings:
@@ -402,6 +433,7 @@ def validate(raw: RawRecipe) -> Recipe:
     warnings: list[str] = []
     args = {section: _swift_section(raw, section, warnings) for section in COMMANDS}
     _check_sft(raw, args["sft"])
+    after_train = _check_eval(raw, args["eval"])
     resolved = {k: raw.data[k] for k in ("name", "description") if k in raw.data}
     resolved |= {s: raw.data[s] for s in SECTIONS if raw.data[s]}
     launch_env = _launch(raw)
@@ -418,4 +450,5 @@ def validate(raw: RawRecipe) -> Recipe:
         resolved=resolved,
         data_check=_data_check(raw),
         slurm=_slurm(raw, launch_env),
+        eval_after_train=after_train,
     )

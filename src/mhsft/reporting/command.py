@@ -107,6 +107,7 @@ def report(run_id: str | None, out: Path | None, env_file: Path | None, options:
         document.Para(f"Written by mhsft report at {stamp} from run {record.id}."),
         *sections.overview(record, info, machine()),
         *sections.training(info, pictures),
+        *sections.benchmarks(record),
         *compare_models(record, environment, info, dest, options),
         *sections.artifacts(record, load_all(cwd), folder),
         *sections.appendix(record, info),

@@ -9,6 +9,7 @@ from mhsft.reporting.document import Block, Code, Heading, Image, Para, Table
 from mhsft.reporting.samples import Sample
 from mhsft.runs.records import RunRecord
 from mhsft.view import compare, show
+from mhsft.view.benchmarks import table as benchmark_table
 from mhsft.view.links import flags
 
 TUNER_KEYS = (
@@ -98,6 +99,24 @@ def training(info: dict[str, Any], images: list[Image]) -> list[Block]:
     if (swanlab := show.swanlab_line(info["swanlab"])) is not None:
         blocks.append(Para(f"SwanLab: {swanlab}"))
     return blocks
+
+
+def benchmarks(record: RunRecord) -> list[Block]:
+    """`mhsft eval`'s scores of this run (base vs fine-tuned, same settings), when it was evaluated."""
+    found = record.extra.get("eval")
+    if not isinstance(found, dict) or not found.get("benchmarks"):
+        return []
+    header, cells = benchmark_table(found["benchmarks"])
+    settings = found.get("settings", {})
+    return [
+        Heading("Benchmarks: base vs fine-tuned"),
+        Para(
+            f"`mhsft eval` of {Path(str(found.get('checkpoint', '-'))).name} at {found.get('evaluated_at', '-')}: "
+            f"limit {settings.get('limit') or 'all'}, generation {settings.get('generation_config')}; EvalScope's "
+            f"reports in {found.get('output_dir', '-')}."
+        ),
+        Table(header, cells),
+    ]
 
 
 def answer(text: str) -> str:

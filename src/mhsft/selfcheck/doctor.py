@@ -32,6 +32,7 @@ OPTIONAL = {
     "vllm": "vLLM backend",
     "sglang": "SGLang backend",
     "lmdeploy": "LMDeploy backend",
+    "evalscope": 'mhsft eval; pip install "mhsft[eval]"',
 }
 DISK_WARN_GB, DISK_FAIL_GB = 20, 2
 

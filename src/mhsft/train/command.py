@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from mhsft import ui
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe, show
 from mhsft.recipe.plan import CACHED_REPLACES, train_plan
 from mhsft.train.before_start import GATE_LINE, checks_before_start, multi_node, new_swanlab_run_id
+
+if TYPE_CHECKING:
+    from mhsft.environment import Environment
+    from mhsft.recipe.model import Recipe
+    from mhsft.runs.records import RunRecord
 
 
 def resume_point(output_dir: Path, cwd: Path) -> tuple[Path, str | None]:
@@ -41,8 +47,10 @@ def train(
     resume: bool = False,
     data_check: bool = True,
     log: IO[str] | None = None,
+    evaluate: Callable[[Recipe, Environment], Callable[[RunRecord], None]] | None = None,
 ) -> int:
-    """Everything `mhsft train` does; returns the exit code. `log` takes swift's output instead of the terminal."""
+    """Everything `mhsft train` does; returns the exit code. `log` takes swift's output instead of the terminal;
+    `evaluate(recipe, environment)` gives what runs after a training for `[eval] after_train` (`mhsft eval`'s)."""
     cwd = Path.cwd()
     environment = environment_for(env_file)
     recipe = load_recipe(ref, overrides, environment)
@@ -80,12 +88,16 @@ def train(
     elif not multi_node(plan.child_env(environment)):  # mhsft picks the vN folder: overlapping runs never share one
         run_dir = reserve_version_dir(plan.output_dir)  # type: ignore[arg-type]
     plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from, cached=cached, run_dir=run_dir)
+    after = after_train if log is None else None
+    if recipe.eval_after_train and after is not None and evaluate is not None:
+        evaluate_after = evaluate(recipe, environment)
+        after = lambda record: (after_train(record), evaluate_after(record))  # noqa: E731
     return execute(
         plan,
         environment,
         recipe,
         log=log,
-        after=after_train if log is None else None,
+        after=after,
         swanlab_run_id=run_id,
         resumed_from=str(resume_from) if resume_from else None,
         extra=extra,

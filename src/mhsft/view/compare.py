@@ -41,7 +41,21 @@ def results(records: list[RunRecord]) -> list[list[str]]:
     for key in METRICS:
         if any(key in m for m in logged):
             rows.append([key, *(show.metric_text(m[key]) if key in m else "-" for m in logged)])
-    return rows
+    return rows + benchmark_rows(records)
+
+
+def benchmark_rows(records: list[RunRecord]) -> list[list[str]]:
+    """One row per benchmark any run was scored on (`mhsft eval`): `fine-tuned (delta)` per run."""
+    scored = [{r["benchmark"]: r for r in (rec.extra.get("eval") or {}).get("benchmarks", [])} for rec in records]
+    names = list(dict.fromkeys(name for s in scored for name in s))
+
+    def cell(row: dict | None) -> str:
+        if row is None:
+            return "-"
+        delta = f" ({row['delta']:+.4f})" if row.get("delta") is not None else ""
+        return f"{row['finetuned']:.4f}{delta}"
+
+    return [[f"eval {name}", *(cell(s.get(name)) for s in scored)] for name in names]
 
 
 def compare(cwd: Path, run_ids: list[str]) -> int:

@@ -14,7 +14,7 @@ from mhsft.errors import INTERRUPTED, MhsftError
 from mhsft.runs import checkpoints
 from mhsft.runs.records import RUNS_DIR, RunRecord
 from mhsft.runs.store import find, load_all
-from mhsft.view import curve, history, links
+from mhsft.view import benchmarks, curve, history, links
 
 SCHEMA_VERSION = 1
 RUNNING = "running"
@@ -78,6 +78,7 @@ def details(record: RunRecord) -> dict[str, Any]:
         "metrics": logged.metrics,
         "loss": {"train": logged.train, "eval": logged.eval},
         "swanlab": links.swanlab_of(record),
+        "eval": record.extra.get("eval"),
     }
 
 
@@ -160,6 +161,13 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
         lines += ["", "checkpoints: " + ("none saved yet" if info["run_dir"] else "none found (no output folder)")]
     if shown := [f"{k}={metric_text(info['metrics'][k])}" for k in SHOWN_METRICS if k in info["metrics"]]:
         lines += ["", f"metrics: {', '.join(shown)}"]
+    if info.get("eval") and (rows := info["eval"].get("benchmarks")):
+        header, cells = benchmarks.table(rows)
+        widths = [max(len(c) for c in col) for col in zip(header, *cells, strict=True)]
+        lines += ["", f"benchmarks (mhsft eval, {info['eval'].get('evaluated_at', '')[:19].replace('T', ' ')}):"]
+        lines += [
+            "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *cells]
+        ]
     drawn = curve.draw(history.History(train=info["loss"]["train"], eval=info["loss"]["eval"]), width=width)
     if drawn:
         lines += ["", drawn]
