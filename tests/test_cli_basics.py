@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -14,7 +15,7 @@ from mhsft.recipe import builtin
 
 from support.running import mhsft
 
-HEAVY = {"torch", "swift", "swanlab", "modelscope", "transformers"}
+HEAVY = {"torch", "swift", "swanlab", "modelscope", "transformers", "evalscope"}
 COMMANDS = [
     "train",
     "validate",
@@ -31,6 +32,7 @@ COMMANDS = [
     "board",
     "report",
     "data",
+    "eval",
 ]
 
 
@@ -67,6 +69,13 @@ def test_top_level_help_lists_commands_and_completion(workdir, env) -> None:
     ],
 )
 def test_fast_paths_import_no_heavy_package(workdir, env, args) -> None:
+    loaded = loaded_modules(args, env, workdir)
+    assert "mhsft" in loaded
+    assert loaded & HEAVY == set()
+
+
+def loaded_modules(args: list[str], env: dict[str, str], cwd: Path) -> set[str]:
+    """The top-level packages loaded by the end of `mhsft ARGS`."""
     code = (
         "import atexit, json, sys\n"
         "atexit.register(lambda: print('MODULES=' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})),"
@@ -74,11 +83,9 @@ def test_fast_paths_import_no_heavy_package(workdir, env, args) -> None:
         f"sys.argv = ['mhsft', *{args!r}]\n"
         "from mhsft.cli import main\nmain()\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=workdir, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True)
     line = next(ln for ln in result.stderr.splitlines() if ln.startswith("MODULES="))
-    loaded = set(json.loads(line.removeprefix("MODULES=")))
-    assert "mhsft" in loaded
-    assert loaded & HEAVY == set()
+    return set(json.loads(line.removeprefix("MODULES=")))
 
 
 def test_recipes_list_show_new(workdir, env) -> None:

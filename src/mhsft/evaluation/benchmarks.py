@@ -93,6 +93,8 @@ def hub_unreachable(environment: Environment, timeout: float = PROBE_TIMEOUT_S) 
     try:
         with socket.create_connection((parts.hostname or "", port), timeout=timeout):
             return None
+    except socket.gaierror:
+        return f"{url} cannot be resolved (DNS)"
     except OSError as exc:
         return f"{url} {cause(exc)}"
 

@@ -1,0 +1,182 @@
+"""`mhsft eval` without a model: the [eval] section, the held-out set, EvalScope's reports read back, the plans
+for one or two servers, and every bad input refused before swift starts (exit 2 or 4, one paragraph)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from mhsft.evaluation import heldout, reports
+from mhsft.view.benchmarks import table
+from test_cli_basics import HEAVY, loaded_modules
+
+from conftest import loopback_only, mhsft, write
+
+
+def checkpoint(folder: Path, lora: bool = True, args: bool = True) -> Path:
+    """A checkpoint folder as swift saves it (args.json naming a local model; adapter_config.json for a LoRA)."""
+    ckpt = folder / "out" / "v0-20261201-000000" / "checkpoint-10"
+    ckpt.mkdir(parents=True)
+    (folder / "model").mkdir(exist_ok=True)
+    if args:
+        saved = {"model": str(folder / "model"), "model_type": "qwen2", "template": "qwen2_5", "system": "Be brief."}
+        write(ckpt / "args.json", json.dumps(saved | {"val_dataset": [str(folder / "val.jsonl")]}))
+    if lora:
+        write(ckpt / "adapter_config.json", "{}")
+    write(
+        folder / "val.jsonl",
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n',
+    )
+    return ckpt
+
+
+def refused(result, code: int, *needles: str) -> None:
+    """A one-paragraph error with `code`, no traceback."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def test_held_out_rows_of_every_swift_format_become_prompt_and_reference() -> None:
+    rows = [
+        {"conversations": [{"from": "human", "value": "q1"}, {"from": "gpt", "value": "a1"}]},
+        {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "q2"},
+                      {"role": "assistant", "content": "a2"}]},
+        {"query": "q3", "response": "a3", "history": [["h", "hh"]]},
+        {"instruction": "do", "input": "this", "output": "a4"},
+        {"messages": [{"role": "user", "content": "no answer"}]},
+    ]  # fmt: skip
+    found = [heldout.qa_row(r, "Be brief.") for r in rows]
+    system, user = {"role": "system", "content": "Be brief."}, {"role": "user", "content": "q1"}
+    assert found[0] == {"messages": [system, user], "answer": "a1"}
+    assert found[1]["messages"][0] == {"role": "system", "content": "S"} and found[1]["answer"] == "a2"
+    assert [m["content"] for m in found[2]["messages"]] == ["Be brief.", "h", "hh", "q3"] and found[2]["answer"] == "a3"
+    assert found[3]["messages"][-1]["content"] == "do\nthis" and found[3]["answer"] == "a4"
+    assert found[4] is None
+
+
+def test_a_held_out_file_without_answers_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "v.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
+    with pytest.raises(Exception, match="no prompt with a reference answer") as caught:
+        heldout.collect([path], None)
+    assert caught.value.exit_code == 4
+
+
+def test_the_report_s_primary_metric_is_the_row_and_every_metric_is_kept() -> None:
+    def metric(name: str, dims: dict, score: float) -> dict:
+        return {"identity": {"name": name, "aggregation": "mean", "dimensions": dims}, "score": score, "num": 7}
+
+    report = {
+        "primary_metric_identity": {"name": "rouge", "aggregation": "mean",
+                                    "dimensions": {"variant": "l", "statistic": "recall"}},
+        "metrics": [metric("bleu", {"ngram": 1}, 0.1), metric("rouge", {"ngram": 1, "statistic": "recall"}, 0.25),
+                    metric("rouge", {"variant": "l", "statistic": "recall"}, 0.5)],
+    }  # fmt: skip
+    score = reports.score_of(report, "general_qa")
+    assert (score.metric, score.score, score.samples) == ("rouge-l-recall", 0.5, 7)
+    assert score.metrics["bleu-1"] == 0.1 and score.metrics["rouge-1-recall"] == 0.25
+    tuned, base = {"general_qa": score}, {"general_qa": reports.score_of({"metrics": [metric("rouge", {}, 0.2)]}, "x")}
+    (row,) = reports.rows(tuned, base)
+    assert row["base"] == 0.2 and row["delta"] == pytest.approx(0.3)
+    header, cells = table([row])
+    assert header == ["benchmark", "metric", "base", "fine-tuned", "delta", "samples"]
+    assert cells == [["general_qa", "rouge-l-recall", "0.2000", "0.5000", "+0.3000", "7"]]
+
+
+@pytest.mark.parametrize(
+    ("section", "needle"),
+    [
+        ("eval_limt = 3", "Did you mean `eval_limit`?"),
+        ('eval_backend = "OpenCompass"', "Native backend only"),
+        ('eval_url = "http://127.0.0.1:8000/v1"', "deploys the base model and the checkpoint itself"),
+        ("eval_limit = 0", "must be >= 1"),
+        ('after_train = "yes"', "expected true or false"),
+    ],
+)
+def test_the_eval_section_is_validated(workdir, env, section, needle) -> None:
+    write(workdir / "r.toml", f'[sft]\nmodel = "m"\ndataset = ["d.jsonl"]\n[eval]\n{section}\n')
+    refused(mhsft("validate", "r.toml", env=env, cwd=workdir), 2, "r.toml, [eval]", needle)
+
+
+def test_a_lora_is_planned_on_one_server_and_imports_nothing_heavy(workdir, env) -> None:
+    ckpt = checkpoint(workdir)
+    result = mhsft("eval", "-c", str(ckpt), "--dry-run", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("swift deploy") == 1
+    assert f"--adapters finetuned={ckpt}" in result.stdout and "--served_model_name base" in result.stdout
+    assert f"--model {workdir / 'model'}" in result.stdout and "--system 'Be brief.'" in result.stdout
+    assert "held-out rows         1" in result.stderr and "servers               1 (base+finetuned)" in result.stderr
+    assert loaded_modules(["eval", "-c", str(ckpt), "--dry-run"], env, workdir) & HEAVY == set()
+
+
+def test_a_full_fine_tune_or_two_servers_deploys_each_model_apart(workdir, env) -> None:
+    full = checkpoint(workdir / "full", lora=False)
+    result = mhsft("eval", "-c", str(full), "--dry-run", env=env, cwd=workdir)
+    assert result.returncode == 0 and result.stdout.count("swift deploy") == 2, result.stderr
+    assert f"--model {full}" in result.stdout and "--served_model_name finetuned" in result.stdout
+    lora = checkpoint(workdir / "lora")
+    two = mhsft("eval", "-c", str(lora), "--two-servers", "--no-base", "--dry-run", env=env, cwd=workdir)
+    assert two.stdout.count("swift deploy") == 1 and f"--adapters {lora}" in two.stdout
+
+
+def test_a_checkpoint_without_args_json_is_refused(workdir, env, fake_swift) -> None:
+    ckpt = checkpoint(workdir, args=False)
+    refused(mhsft("eval", "-c", str(ckpt), env=env, cwd=workdir), 2, "args.json")
+    assert fake_swift.calls() == []
+
+
+def test_an_unknown_benchmark_is_refused_with_evalscope_s_closest_name(workdir, env, fake_swift) -> None:
+    ckpt = checkpoint(workdir)
+    refused(mhsft("eval", "-c", str(ckpt), "--bench", "gsm8kk", env=env, cwd=workdir), 2, "`gsm8kk`", "`gsm8k`")
+    assert fake_swift.calls() == []
+
+
+def test_a_missing_local_path_is_refused(workdir, env, fake_swift) -> None:
+    ckpt = checkpoint(workdir)
+    args = '{general_mcq = {local_path = "data/nope"}}'
+    result = mhsft("eval", "-c", str(ckpt), "--bench", "general_mcq", env=env, cwd=workdir)
+    refused(result, 2, "needs a folder", "local_path")
+    write(workdir / "r.toml", f'[sft]\nmodel = "model"\ndataset = ["val.jsonl"]\n[eval]\neval_dataset_args = {args}\n')
+    result = mhsft("eval", "r.toml", "-c", str(ckpt), "--bench", "general_mcq", env=env, cwd=workdir)
+    refused(result, 4, f"{workdir / 'data' / 'nope'}, does not exist")
+    assert fake_swift.calls() == []
+
+
+def test_an_uncached_benchmark_is_refused_in_seconds_when_the_hub_is_unreachable(workdir, env, fake_swift) -> None:
+    ckpt = checkpoint(workdir)
+    started = time.monotonic()
+    result = mhsft("eval", "-c", str(ckpt), "--bench", "gsm8k", env=env, cwd=workdir)  # the hub: a closed port
+    elapsed = time.monotonic() - started
+    refused(result, 4, "`gsm8k` is not in the local cache", "refused the connection", "--datasets gsm8k")
+    assert elapsed < 5 and fake_swift.calls() == []
+
+
+def test_an_uncached_benchmark_is_refused_in_seconds_without_dns(workdir, env, fake_swift) -> None:
+    prefix = loopback_only()
+    if not prefix:
+        pytest.skip("no loopback-only network namespace here (unshare -n)")
+    ckpt = checkpoint(workdir)
+    env = {k: v for k, v in env.items() if k != "MODELSCOPE_ENDPOINT"}  # the real hub name: DNS fails
+    import subprocess
+    import sys
+
+    started = time.monotonic()
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "mhsft", "eval", "-c", str(ckpt), "--bench", "ceval"],
+        env=env, cwd=workdir, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    refused(result, 4, "`ceval` is not in the local cache", "https://modelscope.cn cannot be resolved (DNS)")
+    assert elapsed < 5 and fake_swift.calls() == []
+
+
+def test_evalscope_missing_gives_the_install_command(workdir, env, fake_swift) -> None:
+    ckpt = checkpoint(workdir)
+    hide = write(workdir / "hide" / "sitecustomize.py", "import sys\nsys.modules['evalscope'] = None\n")
+    env = env | {"PYTHONPATH": f"{hide.parent}:{env.get('PYTHONPATH', '')}"}
+    refused(mhsft("eval", "-c", str(ckpt), env=env, cwd=workdir), 2, "EvalScope", 'pip install "mhsft[eval]"')
+    assert fake_swift.calls() == []
