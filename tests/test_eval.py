@@ -13,7 +13,8 @@ from mhsft.evaluation import heldout, reports
 from mhsft.view.benchmarks import table
 from test_cli_basics import HEAVY, loaded_modules
 
-from conftest import loopback_only, mhsft, write
+from support.environment import loopback_only
+from support.running import mhsft, write
 
 
 def checkpoint(folder: Path, lora: bool = True, args: bool = True) -> Path:

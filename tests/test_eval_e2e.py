@@ -15,8 +15,8 @@ import pytest
 
 from test_e2e import records
 
-from conftest import mhsft, tiny_fixtures, write
-from swanlog import read_scalars
+from support.running import mhsft, tiny_fixtures, write
+from support.swanlog import read_scalars
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 900
