@@ -251,6 +251,31 @@ def cancel(
 
 
 @app.command(
+    epilog="Examples:\n\n  mhsft sync\n\n  mhsft sync 20261129-113000-sft-ab12\n\n  mhsft sync --all --timeout 900"
+)
+def sync(
+    run: Annotated[
+        str | None,
+        typer.Argument(metavar="[RUN]", help="Run id or unique prefix (default: the newest).", show_default=False),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every offline run not yet wholly uploaded.")] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=1.0, metavar="SECONDS", callback=_finite, help="Upper bound per run."),
+    ] = 300.0,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Upload a locally tracked run ([swanlab] mode = "offline", or a Slurm run with offline_nodes) to SwanLab,
+    under the run id mhsft assigned: one experiment, each step once, however often it runs.
+
+    The SwanLab SDK's own sync does the upload, with the key from .env on this machine."""
+    from mhsft.launch import environment_for
+    from mhsft.sync.command import sync as run_sync
+
+    raise typer.Exit(run_sync(Path.cwd(), run, all_, environment_for(env_file), timeout))
+
+
+@app.command(
     epilog="Examples:\n\n  mhsft preflight recipes/qwen7b.toml\n\n  mhsft preflight qwen7b --preflight-timeout 10"
 )
 def preflight(

@@ -8,6 +8,8 @@ Each call appends {argv, env, pid, pgid} to $FAKE_SWIFT_LOG (a jsonl file). $FAK
   train     lay out swift 4.6's output tree under --output_dir (v0-..., checkpoint-N, last-checkpoint, logging.jsonl)
 For sft, the run folder is --output_dir itself with `--add_version false`, else the next vN-<now> folder as 4.6
 names it; it gets owner.json ({pid}). $FAKE_SWIFT_HOLD seconds of sleep after the layout make runs overlap.
+With $FAKE_SWIFT_SWANLAB=N, logging.jsonl holds N steps, and with --swanlab_mode local the real swanlab SDK logs
+the same losses (as swift's callback: its run id and log folder from the environment mhsft gives).
   serve     a tiny OpenAI-like server on --port (GET /v1/models, /health), like `swift deploy`
 """
 
@@ -45,10 +47,22 @@ def lay_out_training(argv):
         (ckpt / "trainer_state.json").write_text(json.dumps(state))
     (run / "last-checkpoint").symlink_to(run / f"checkpoint-{steps[-1]}")
     last = {"last_model_checkpoint": str(run / f"checkpoint-{steps[-1]}"), "global_step": steps[-1]}
-    (run / "logging.jsonl").write_text(
-        json.dumps({"loss": 1.0, "global_step/max_steps": "1/2"}) + "\n" + json.dumps(last) + "\n"
-    )
+    logged = int(os.environ.get("FAKE_SWIFT_SWANLAB", "0"))
+    rows = [{"loss": round(3.0 / i, 6), "global_step/max_steps": f"{i}/{logged}"} for i in range(1, logged + 1)]
+    rows = rows or [{"loss": 1.0, "global_step/max_steps": "1/2"}]
+    (run / "logging.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, last]))
+    if logged and option(argv, "--swanlab_mode") == "local":
+        log_to_swanlab(argv, rows)
     time.sleep(float(os.environ.get("FAKE_SWIFT_HOLD", "0")))
+
+
+def log_to_swanlab(argv, rows):
+    import swanlab
+
+    swanlab.init(project=option(argv, "--swanlab_project"), name=option(argv, "--swanlab_exp_name"), mode="local")
+    for step, row in enumerate(rows, 1):
+        swanlab.log({"train/loss": row["loss"]}, step=step)
+    swanlab.finish()
 
 
 def serve(argv):

@@ -4,7 +4,8 @@ It follows swanlab 0.10.3's protocol (see ../shared/design.md): `GET /api` answe
 takes the raw key in `authorization`, `GET /api/group/{ws}` and `GET /api/project/{ws}/{proj}` answer 200 or 404.
 `behaviour` switches it to answer 500 to everything or hang for `delay` seconds, or to stall only after a good
 login: `stall_lookup` hangs the workspace/project lookups, `trickle_login` sends the login answer one byte
-every 0.2 s, `huge_login` announces a 1 GiB login answer and streams it slowly.
+every 0.2 s, `huge_login` announces a 1 GiB login answer and streams it slowly. `uploads` answers what the SDK's
+sync (and a cloud run) sends, and keeps it (see swanlab_upload.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
 from support.loopback import LoopbackServer
+from support.swanlab_upload import Uploads
 
 
 @dataclass
@@ -26,6 +28,7 @@ class SwanLabCloud(LoopbackServer):
     behaviour: str = "ok"  # ok | 500 | hang | stall_lookup | trickle_login | huge_login
     delay: float = 30.0
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
+    uploads: Uploads = field(default_factory=Uploads)
 
     def start(self) -> SwanLabCloud:
         cloud = self
@@ -60,6 +63,12 @@ class SwanLabCloud(LoopbackServer):
                 except OSError:
                     return
 
+            def _session_user(self) -> str | None:
+                """The user of the `sid` cookie the login answer gave (what the SDK sends after logging in)."""
+                cookies = dict(c.strip().partition("=")[::2] for c in self.headers.get("cookie", "").split(";"))
+                user = cookies.get("sid", "").removeprefix("sid-")
+                return user if user in cloud.keys.values() else None
+
             def _handle(self) -> None:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (stall modes)
                     self._answer()
@@ -67,8 +76,7 @@ class SwanLabCloud(LoopbackServer):
             def _answer(self) -> None:
                 cloud.requests.append((self.command, self.path, dict(self.headers)))
                 length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
+                raw = self.rfile.read(length) if length else b""
                 if cloud.behaviour == "hang":
                     time.sleep(cloud.delay)
                 if cloud.behaviour == "500":
@@ -90,6 +98,10 @@ class SwanLabCloud(LoopbackServer):
                     return self._send(200, answer)
                 if cloud.behaviour == "stall_lookup":
                     time.sleep(cloud.delay)
+                if (user := user or self._session_user()) is not None:
+                    answer = cloud.uploads.route(self.command, path, json.loads(raw) if raw else None)
+                    if answer is not None:
+                        return self._send(*answer)
                 parts = path.split("/")
                 if self.command == "GET" and path.startswith("/api/group/"):
                     ws = parts[3]

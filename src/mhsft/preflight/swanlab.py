@@ -356,7 +356,7 @@ def run_checks(
     found = Findings(settings_pitfalls(environment, cwd))
     if found.failed:
         return found
-    if settings.mode == "local":
+    if settings.mode in ("local", "offline"):  # offline: nothing reaches the server until `mhsft sync`
         local_checks(settings, environment, cwd, found)
         return found
 
@@ -377,8 +377,8 @@ def checked(recipe: Recipe, environment: Environment, timeout: float) -> tuple[s
             PREFLIGHT,
         )
     s, f = recipe.swanlab, found.facts
-    if s.mode == "local":
-        return f"swanlab ok: mode=local project={s.project} log_dir={f['log_dir']} {ms:.0f} ms", f
+    if s.mode in ("local", "offline"):
+        return f"swanlab ok: mode={s.mode} project={s.project} log_dir={f['log_dir']} {ms:.0f} ms", f
     return (
         f"swanlab ok: user={f['user']} workspace={f['workspace']} project={s.project}{f['new']} "
         f"host={f['host']} {ms:.0f} ms"

@@ -18,6 +18,7 @@ from mhsft.recipe.model import Recipe
 
 SWIFT_DEFAULT_REPORTERS = ("tensorboard",)  # ms-swift 4.6 TrainingArguments.report_to
 CACHED_REPLACES = ("dataset", "val_dataset", "split_dataset_ratio")  # what a cached dataset stands in for
+MODES = {"cloud": "cloud", "local": "local", "offline": "offline: tracked locally, uploaded with `mhsft sync`"}
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,13 @@ def processes(launch_env: dict[str, str]) -> str:
     )
 
 
+def swanlab_log_dir(recipe: Recipe, cwd: Path, run_id: str | None) -> Path:
+    """Where swift's SwanLab writes locally: `[swanlab] log_dir` (default ./swanlog); offline, the run's own
+    folder in it, named by the run id, which `mhsft sync` uploads."""
+    root = Path(absolute(recipe.swanlab.log_dir or "swanlog", cwd))
+    return root / run_id if recipe.swanlab.mode == "offline" and run_id else root
+
+
 def swanlab_env(recipe: Recipe, cwd: Path, run_id: str | None) -> dict[str, str]:
     """SwanLab variables for the child. Never SWANLAB_PROJECT: swanlab parses it as a table and fails."""
     s = recipe.swanlab
@@ -139,8 +147,8 @@ def swanlab_env(recipe: Recipe, cwd: Path, run_id: str | None) -> dict[str, str]
         env["SWANLAB_API_HOST"] = s.api_host
     if s.web_host:
         env["SWANLAB_WEB_HOST"] = s.web_host
-    if s.log_dir:
-        env["SWANLAB_LOG_DIR"] = absolute(s.log_dir, cwd)
+    if s.log_dir or s.mode == "offline":
+        env["SWANLAB_LOG_DIR"] = str(swanlab_log_dir(recipe, cwd, run_id))
     if run_id:
         env |= {"SWANLAB_RUN_ID": run_id, "SWANLAB_RUN_RESUME": "allow"}
     return env
@@ -178,7 +186,7 @@ def train_plan(
         "swanlab_project": s.project,
         "swanlab_workspace": s.workspace,
         "swanlab_exp_name": s.exp_name,
-        "swanlab_mode": s.mode,
+        "swanlab_mode": "local" if s.mode == "offline" else s.mode,  # swift knows cloud | local
         "swanlab_notification_method": s.notification_method,
         "swanlab_webhook_url": s.webhook_url,
     }
@@ -188,7 +196,7 @@ def train_plan(
         args.setdefault("check_model", False)  # swift's "is this local model the hub's latest" lookup
     argv = ["swift", "sft", *argv_for("sft", args, cwd)]
     env = {**offline, **recipe.launch_env, **recipe.env, **swanlab_env(recipe, cwd, run_id)}
-    passed = ["SWANLAB_API_KEY", *hub_secrets(hub, environment)]
+    passed = [*(["SWANLAB_API_KEY"] if s.mode != "offline" else []), *hub_secrets(hub, environment)]
     ensure_no_secret_on_argv(argv, env, environment)
     ensure_fits(argv, env, environment)
     data_key = "dataset" if args.get("dataset") else "cached_dataset"
@@ -199,7 +207,10 @@ def train_plan(
         (data_key.replace("_", " "), ", ".join(localize(data_key, str(d), cwd) for d in dataset)),
         ("output dir", str(run_dir or output_dir)),
         ("GPUs", processes(recipe.launch_env)),
-        ("SwanLab", f"{s.workspace + '/' if s.workspace else ''}{s.project} ({s.mode}), experiment {s.exp_name}"),
+        (
+            "SwanLab",
+            f"{s.workspace + '/' if s.workspace else ''}{s.project} ({MODES[s.mode]}), experiment {s.exp_name}",
+        ),
         ("reporters", " ".join(args["report_to"]) + reporters_origin),
     ]
     if resume_from is not None:

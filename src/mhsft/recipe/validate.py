@@ -49,7 +49,7 @@ SWANLAB_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "project": ("str", ()),
     "workspace": ("str", ()),
     "exp_name": ("str", ()),
-    "mode": ("str", ("cloud", "local")),
+    "mode": ("str", ("cloud", "local", "offline")),
     "api_host": ("str", ()),
     "web_host": ("str", ()),
     "log_dir": ("str", ()),

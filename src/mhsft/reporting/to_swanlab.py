@@ -25,12 +25,12 @@ def resume(args: dict[str, Any], emit: isolated.Emit) -> Any:
     """Child side: log in (cloud) and resume the training run by id; returns the swanlab module."""
     import swanlab
 
-    if args["mode"] != "local":
+    if args["mode"] == "cloud":
         emit("step", "login")
         swanlab.login(api_key=args["key"], host=args["host"], save=False)
     emit("step", "resume")
     swanlab.init(
-        mode="local" if args["mode"] == "local" else "online",
+        mode="online" if args["mode"] == "cloud" else "local",  # offline: the next `mhsft sync` uploads it
         log_dir=args.get("log_dir"),
         project=args["project"],
         workspace=args.get("workspace"),
@@ -57,7 +57,7 @@ def send(record: RunRecord, environment: Environment, target: str, payload: dict
     if info is None or not record.swanlab_run_id:
         raise MhsftError(f"run {record.id} has no SwanLab run id recorded, so {option} has no experiment to log to.")
     args = {k: info.get(k) for k in ("mode", "workspace", "project", "experiment", "log_dir", "run_id")} | payload
-    if info["mode"] != "local":
+    if info["mode"] == "cloud":
         settings = SwanlabSettings(
             info["project"], "cloud", info["experiment"], api_host=record.env.get("SWANLAB_API_HOST")
         )

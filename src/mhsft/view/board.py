@@ -42,7 +42,7 @@ def _from_record(record: RunRecord) -> Source:
     info = links.swanlab_of(record)
     if info is None:
         raise MhsftError(f"run {record.id} is a `swift {record.command}` run; only training runs have a board.")
-    if info["mode"] == "local":
+    if info["mode"] in ("local", "offline"):
         return Source(f"run {record.id}", Path(info["log_dir"]), record.swanlab_run_id)
     url = info.get("url") or (
         f"(workspace unknown) project {info['project']}, run {info['run_id']}: open it from your SwanLab workspace"

@@ -8,6 +8,7 @@ from urllib.parse import quote, urlsplit
 
 from mhsft.environment import Environment
 from mhsft.recipe.model import Recipe
+from mhsft.runs import uploads
 from mhsft.runs.records import RunRecord
 
 CLOUD_API, CLOUD_WEB = "https://api.swanlab.cn", "https://swanlab.cn"
@@ -70,16 +71,23 @@ def swanlab_of(record: RunRecord) -> dict[str, Any] | None:
     if mode == "local":
         info["log_dir"] = record.env.get("SWANLAB_LOG_DIR") or str(Path(record.cwd) / "swanlog")
         info["board"] = f"mhsft board {record.id}"
-    else:
+    if record.extra.get("swanlab_offline"):  # tracked locally, uploaded by `mhsft sync` under the same run id
+        info["mode"] = "offline"
+        upload = uploads.read(record)
+        info["upload"] = upload.describe() if upload else "not uploaded yet: mhsft sync " + record.id
+        info["url"] = upload.url if upload else None
+    elif mode != "local":
         info["url"] = record.extra.get("swanlab_url")
     return info
 
 
-def for_record(recipe: Recipe, environment: Environment, found: dict[str, str], run_id: str) -> dict[str, str]:
+def for_record(recipe: Recipe, environment: Environment, found: dict[str, str], run_id: str) -> dict[str, Any]:
     """What a training record keeps about its SwanLab page (`found`: what the preflight found, if it ran)."""
     s = recipe.swanlab
     if s.mode == "local":
         return {}
+    if s.mode == "offline":
+        return {"swanlab_offline": True, **({"swanlab_workspace": s.workspace} if s.workspace else {})}
     workspace = s.workspace or found.get("workspace")
     api_host = found.get("host") or s.api_host or environment.get("SWANLAB_API_HOST")
     url = cloud_url(api_host, s.web_host or environment.get("SWANLAB_WEB_HOST"), workspace, s.project, run_id)

@@ -111,6 +111,8 @@ def swanlab_line(info: dict[str, Any] | None) -> str | None:
         return None
     if info["mode"] == "local":
         return f"local, {info['log_dir']}: {info['board']}"
+    if info["mode"] == "offline":
+        return f"offline ({info['log_dir']}), {info['upload']}" + (f": {info['url']}" if info["url"] else "")
     where = f"{info['workspace'] or '<your user>'}/{info['project']}"
     return info.get("url") or f"cloud {where}, run {info['run_id']} (workspace unknown: the preflight did not run)"
 
