@@ -7,6 +7,7 @@ happens in a network namespace that has only loopback. Slow (a real sft): marked
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from support.environment import loopback_only
-from support.running import tiny_fixtures
+from support.running import mhsft, tiny_fixtures, write
+from support.swanlab_server import SwanLabCloud
 
 pytestmark = pytest.mark.e2e
 
@@ -56,3 +58,33 @@ def test_a_local_train_makes_no_outside_lookup(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert not log.exists(), f"outside lookups:\n{log.read_text()}"
     assert "Repo unknown" not in result.stderr + result.stdout  # ModelScope's listing retries never started
+
+
+def test_offline_mode_trains_without_network_then_sync_uploads_each_logged_step(tmp_path: Path) -> None:
+    """`[swanlab] mode = "offline"`: a real tiny training inside a loopback-only namespace (the stand-in, on the
+    host's loopback, cannot be reached from there), then `mhsft sync` outside it against the stand-in."""
+    prefix = loopback_only()
+    if not prefix:
+        pytest.skip("no loopback-only network namespace here (needs root and `unshare -n`)")
+    tiny = tiny_fixtures(tmp_path)
+    cloud = SwanLabCloud().start()
+    try:
+        write(tiny.work / ".env", "SWANLAB_API_KEY=good-key-0123456789\n")
+        env = tiny.env | {"SWANLAB_API_HOST": cloud.url}
+        argv = ["train", "tiny", "--set", "swanlab.mode=offline", "--set", "sft.max_steps=6"]
+        argv += ["--set", "sft.logging_steps=1"]
+        trained = subprocess.run(
+            [*prefix, sys.executable, "-m", "mhsft", *argv], env=env, cwd=tiny.work, capture_output=True, text=True
+        )
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert cloud.requests == []  # nothing reached the (unreachable) server while training
+        record = json.loads(next((tiny.work / ".mhsft" / "runs").glob("*-sft-*.json")).read_text())
+        synced = mhsft("sync", env=env, cwd=tiny.work, timeout=300)
+        assert synced.returncode == 0, synced.stderr
+        rows = [json.loads(x) for x in (Path(record["run_dir"]) / "logging.jsonl").read_text().splitlines()]
+        losses = [(int(r["global_step/max_steps"].split("/")[0]), r["loss"]) for r in rows if "loss" in r]
+        uploaded = cloud.uploads.experiments[record["swanlab_run_id"]].scalars["train/loss"]
+        assert [s for s, _ in uploaded] == [s for s, _ in losses] == list(range(1, 7))
+        assert [v for _, v in uploaded] == pytest.approx([v for _, v in losses], rel=1e-6)
+    finally:
+        cloud.stop()
