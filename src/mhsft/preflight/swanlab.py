@@ -256,30 +256,35 @@ def account(key: str, host: str, workspace: str | None, project: str) -> tuple[l
     ], facts
 
 
-def cloud_network(args: dict[str, Any], emit: isolated.Emit) -> None:
-    """In the child: server probe, login, workspace and project, stopping at the first failure."""
-    key, host, budget = args["key"], args["host"], args["timeout"]
+def reached_and_logged_in(args: dict[str, Any], emit: isolated.Emit) -> bool:
+    """In the child: the server probe, then the login with args' key, each reported; whether both passed."""
+    key, host = args["key"], args["host"]
 
     def left() -> float:
         return max(0.1, args["deadline"] - time.monotonic())
 
-    def report(check: Check) -> bool:
-        emit("check", check.as_dict())
-        return check.status == OK
-
     emit("step", "the swanlab SDK import")
     with quiet_sdk():
         emit("step", f"GET {host}/api")
-        if not report(probe(host, left(), budget)):
-            return
+        probed = probe(host, left(), args.get("timeout"))
+        emit("check", probed.as_dict())
+        if probed.status != OK:
+            return False
         emit("step", "the login")
-        if not report(login(key, host, left())):
-            return
-        emit("step", "the workspace and project lookup")
-        checks, facts = account(key, host, args["workspace"], args["project"])
-        emit("facts", facts)
-        for check in checks:
-            report(check)
+        logged_in = login(key, host, left())
+        emit("check", logged_in.as_dict())
+        return logged_in.status == OK
+
+
+def cloud_network(args: dict[str, Any], emit: isolated.Emit) -> None:
+    """In the child: server probe, login, workspace and project, stopping at the first failure."""
+    if not reached_and_logged_in(args, emit):
+        return
+    emit("step", "the workspace and project lookup")
+    checks, facts = account(args["key"], args["host"], args["workspace"], args["project"])
+    emit("facts", facts)
+    for check in checks:
+        emit("check", check.as_dict())
 
 
 def child_env(environment: Environment) -> dict[str, str]:

@@ -10,12 +10,11 @@ interrupted sync never sends a step twice. Last, the server's own summary says h
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from mhsft.checks import OK, Check
-from mhsft.preflight.swanlab import login, probe, quiet_sdk
+from mhsft.preflight.swanlab import reached_and_logged_in
 from mhsft.process import isolated
 
 
@@ -78,22 +77,11 @@ def uploaded_step(workspace: str, project: str, run_id: str) -> int:
 def upload(args: dict[str, Any], emit: isolated.Emit) -> None:
     """Probe, log in, sync every folder of `args["run_dirs"]` in order, then report the local and uploaded steps."""
     key, host, run_id, project = args["key"], args["host"], args["run_id"], args["project"]
-
-    def report(check: Check) -> bool:
-        emit("check", check.as_dict())
-        return check.status == OK
-
-    emit("step", "the swanlab SDK import")
+    if not reached_and_logged_in(args, emit):
+        return
     from swanlab.sdk import Settings, sync
     from swanlab.sdk.internal.core_python import client
 
-    with quiet_sdk():
-        emit("step", f"GET {host}/api")
-        if not report(probe(host, max(0.1, args["deadline"] - time.monotonic()))):
-            return
-        emit("step", "the login")
-        if not report(login(key, host, 10)):
-            return
     workspace = args["workspace"] or client.username()
     emit("facts", {"workspace": workspace})
     target = {"workspace": workspace, "name": project}
@@ -109,4 +97,4 @@ def upload(args: dict[str, Any], emit: isolated.Emit) -> None:
         sync(run_dir, settings=settings)
     emit("step", "reading the server's summary back")
     emit("facts", {"local_step": local, "uploaded_step": uploaded_step(workspace, project, run_id)})
-    report(Check("swanlab upload", OK, f"{len(args['run_dirs'])} log folder(s) synced"))
+    emit("check", Check("swanlab upload", OK, f"{len(args['run_dirs'])} log folder(s) synced").as_dict())
