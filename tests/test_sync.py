@@ -8,13 +8,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import SECRET, local_recipe, mhsft, write
-from swanlab_server import SwanLabCloud
+from support.environment import SECRET
+from support.running import local_recipe, mhsft, write
+from support.swanlab_server import SwanLabCloud
+from support.waiting import scaled, wait_until
 
 GOOD = "good-key-0123456789"
 STEPS = 30
@@ -97,10 +98,7 @@ def test_a_sync_cut_half_way_then_repeated_gives_the_same_result(workdir, offlin
         stderr=subprocess.PIPE,
         text=True,
     )
-    stuck = threading.Timer(60, proc.kill)
-    stuck.start()
-    _, stderr = proc.communicate()
-    stuck.cancel()
+    _, stderr = proc.communicate(timeout=scaled(120))
     assert proc.returncode == 1, stderr
     assert "did not finish" in stderr and "sends only the rest" in stderr
     experiment = cloud.uploads.experiments[record["swanlab_run_id"]]
@@ -111,6 +109,22 @@ def test_a_sync_cut_half_way_then_repeated_gives_the_same_result(workdir, offlin
     assert experiment.scalars["train/loss"] == logged(record)
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children, their children, ...), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, parent in parents.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
 def test_the_key_is_never_on_a_command_line_or_in_the_childs_environment(workdir, offline, cloud) -> None:
     record = train(workdir, {**offline, "SWANLAB_ROOT": str(workdir / "root")})
     write(workdir / ".env", f"SWANLAB_API_KEY={SECRET}\n")
@@ -118,17 +132,15 @@ def test_the_key_is_never_on_a_command_line_or_in_the_childs_environment(workdir
     cloud.uploads.cut_scalars = True  # holds the sync open while the processes are read
     proc = subprocess.Popen([sys.executable, "-m", "mhsft", "sync", "--timeout", "20"], env=offline, cwd=workdir)
     try:
-        deadline = threading.Event()
-        while not cloud.uploads.experiments.get(record["swanlab_run_id"]) and not deadline.wait(0.1):
-            pass
+        wait_until(lambda: cloud.uploads.experiments.get(record["swanlab_run_id"]), 60, "the sync's experiment")
         seen = b""
-        for proc_dir in Path("/proc").iterdir():
-            if proc_dir.name.isdigit():
-                for name in ("cmdline", "environ"):
-                    try:
-                        seen += (proc_dir / name).read_bytes()
-                    except OSError:
-                        continue
+        for pid in [proc.pid, *descendants(proc.pid)]:
+            for name in ("cmdline", "environ"):
+                try:
+                    seen += Path(f"/proc/{pid}/{name}").read_bytes()
+                except OSError:
+                    continue
+        assert b"mhsft.process.isolated" in seen  # the sync's child was among them
         assert SECRET.encode() not in seen
     finally:
         cloud.uploads.release.set()
