@@ -297,15 +297,15 @@ def test_a_line_over_the_limit_is_refused_by_number_and_never_held_whole(workdir
 
     monkeypatch.setattr(scan_module, "MAX_LINE_BYTES", 1 << 20)
     good = sharegpt("q", "a")
-    huge = sharegpt("q" * (6 << 20), "a")
+    huge = sharegpt("q" * (12 << 20), "a")
     path = write(workdir / "d.jsonl", "\n".join([good, good, huge, good]) + "\n")
     tracemalloc.start()
     found = scan(path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert found.rows == 4 and [c for c, _ in found.fatal] == [TOO_LONG_LINE]
-    assert found.causes[TOO_LONG_LINE].examples == ["d.jsonl:3 (6 MiB)"]
-    assert peak < 4 << 20, f"{peak} bytes held for a 6 MiB line"
+    assert found.causes[TOO_LONG_LINE].examples == ["d.jsonl:3 (12 MiB)"]
+    assert peak < 6 << 20, f"{peak} bytes held for a 12 MiB line"  # a few blocks, never the line
 
 
 def test_devices_and_fifos_are_refused_whatever_their_name(workdir: Path, env: dict) -> None:
@@ -357,3 +357,31 @@ def test_a_recipe_name_that_is_not_a_plain_file_name_is_refused(workdir: Path, e
     )
     assert result.returncode == 2 and "cannot name a file" in result.stderr, result.stderr
     assert user_file.read_text() == "the user's own data"
+
+
+def test_lines_read_in_blocks_are_the_files_lines_with_long_ones_refused(tmp_path: Path) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mhsft.datagate import scan as scan_module
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.lists(st.sampled_from(["1", "[1, 2]", "", "  ", '"x' + "y" * 30 + '"', "7\r"]), max_size=40), st.booleans()
+    )
+    def check(lines: list[str], newline_at_end: bool) -> None:
+        path = tmp_path / "d.jsonl"
+        path.write_text("\n".join(lines) + ("\n" if newline_at_end else ""))
+        got = list(scan_module._lines(path))
+        expected = [
+            (i, "long" if len(line) > scan_module.MAX_LINE_BYTES else json.loads(line))
+            for i, line in enumerate(lines, 1)
+            if line.strip()
+        ]
+        assert [(n, "long" if getattr(r, "cause", None) == TOO_LONG_LINE else r) for n, r in got] == expected
+
+    mp = pytest.MonkeyPatch()
+    with mp.context() as patched:
+        patched.setattr(scan_module, "MAX_LINE_BYTES", 20)
+        patched.setattr(scan_module, "BLOCK", 8)
+        check()

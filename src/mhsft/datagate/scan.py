@@ -22,7 +22,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from orjson import dumps, loads  # about 4x faster than the json module, with the same answers
 
@@ -30,9 +30,10 @@ from mhsft.errors import DATA_CHECK, MhsftError
 from mhsft.paths import display
 
 SCANNED_SUFFIXES = (".jsonl", ".json")
-MAX_LINE_BYTES = 16 << 20  # a longer line (millions of tokens) is refused, never read whole
+MAX_LINE_BYTES = 8 << 20  # a longer line (about 2M tokens) is refused, never read whole: see README
 MAX_DEPTH = 63  # nested arrays/objects in a row, the row itself included: Arrow refuses a 64th level
 BOM = b"\xef\xbb\xbf"
+BLOCK = 1 << 20  # bytes read at a time
 EXAMPLES = 5
 USER_ROLES = ("user", "human")
 NOT_ANSWERS = (*USER_ROLES, "system")  # a dialogue that ends on one of these has no answer to learn
@@ -155,31 +156,15 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def _refuse_repeated_keys(raw: bytes, value: Any) -> None:
-    """Refuse the JSON line `raw` when one of its objects gives a key twice (pyarrow fails the file on it).
-
-    Fast and exact when every key ends `":` and no \\u00XX escape can stand for a quote or colon: a key given
-    twice is one `":` in `raw` that the parsed `value`, dumped again, no longer has. Otherwise the slower parse
-    that sees every key decides.
-    """
-    plain = b"\\u00" not in raw and b'" ' not in raw and b'"\t' not in raw and b'"\r' not in raw
-    if not (plain and raw.count(b'":') == dumps(value).count(b'":')):
-        json.loads(raw, object_pairs_hook=_pairs)
-
-
-def _checked(value: Any, raw: bytes | None) -> Any:
-    """`value` when Arrow takes its nesting and (given its `raw` JSON line) no object repeats a key."""
-    if not isinstance(value, (dict, list)):
-        return value
-    if raw is None or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # else it cannot nest deeper
+def _shallow(value: Any) -> Any:
+    """`value` when Arrow takes how deep it nests; `Refused` when it nests deeper than MAX_DEPTH."""
+    if isinstance(value, (dict, list)):
         try:
             depth = _depth(value)
         except RecursionError:
             raise Refused(TOO_DEEP, "hundreds of levels") from None
         if depth > MAX_DEPTH:
             raise Refused(TOO_DEEP, f"{depth} levels")
-    if raw is not None:
-        _refuse_repeated_keys(raw, value)
     return value
 
 
@@ -203,14 +188,24 @@ def _arrow_row(raw: bytes, message: str) -> Any:
 
 
 def parse_line(raw: bytes) -> Any:
-    """One JSON line as swift's reader takes it; `Refused` when it would fail the file on it."""
+    """One JSON line as swift's reader takes it; `Refused` when it would fail the file on it.
+
+    A key given twice: every key has one colon, so it is a colon of `raw` that the parsed value, dumped again,
+    no longer has (a string's colons are in both); exact unless a colon is escaped (\\u003a), where the slower
+    parse that sees every key decides.
+    """
     try:
         value = loads(raw)
     except ValueError as exc:  # also not UTF-8 (orjson and json both raise a ValueError subclass)
         if str(exc).startswith("depth limit exceeded"):  # over 1000 levels (and pyarrow takes minutes on it)
             raise Refused(TOO_DEEP, "over 1000 levels") from None
-        return _checked(_arrow_row(raw, str(exc).split("\n")[0]), None)
-    return _checked(value, raw)
+        return _shallow(_arrow_row(raw, str(exc).split("\n")[0]))
+    if type(value) is dict or type(value) is list:
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # else it cannot nest that deep
+            _shallow(value)
+        if raw.count(b":") != dumps(value).count(b":") or b"\\u003" in raw:
+            json.loads(raw, object_pairs_hook=_pairs)  # refuses the key given twice, by name
+    return value
 
 
 def refuse_special(path: str) -> None:
@@ -257,28 +252,56 @@ def _kind(path: Path) -> str:
     return "array" if head.lstrip()[:1] == b"[" else "lines"  # datasets reads any file opening with [ as one
 
 
-class LongLine(int):
-    """The size in bytes of a line over MAX_LINE_BYTES, which is never read whole."""
+def _parsed(number: int, line: bytes | int) -> Any:
+    if type(line) is int:
+        return Refused(TOO_LONG_LINE, f"{line / (1 << 20):.0f} MiB")
+    try:
+        return parse_line(line)
+    except Refused as refused:
+        return refused
 
 
-def _lines(f: IO[bytes]) -> Iterator[tuple[int, bytes | LongLine]]:
-    """(line number, line) of the non-blank lines, a leading byte order mark dropped; LongLine for a long one."""
-    number = 0
-    while line := f.readline(MAX_LINE_BYTES + 1):
-        number += 1
-        if number == 1:
-            line = line.removeprefix(BOM)
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            size = len(line)
-            while (line := f.readline(1 << 20)) and not line.endswith(b"\n"):
-                size += len(line)
-            yield number, LongLine(size + len(line))
-        elif line.strip():
-            yield number, line
+def _lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, row or `Refused`) of the non-blank lines, read in blocks (a leading byte order mark
+    dropped); a line over MAX_LINE_BYTES is refused by its size, never held whole."""
+    size = min(BLOCK, MAX_LINE_BYTES)
+    number, carry, skipped = 0, b"", -1  # skipped >= 0: inside an over-long line, that many bytes of it read
+    with path.open("rb") as f:
+        block = f.read(size).removeprefix(BOM)
+        while block:
+            if skipped >= 0:
+                cut = block.find(b"\n")
+                if cut < 0:
+                    skipped += len(block)
+                    block = f.read(size)
+                    continue
+                number += 1
+                yield number, _parsed(number, skipped + cut)
+                skipped, block = -1, block[cut + 1 :]
+            lines = block.split(b"\n")
+            lines[0] = carry + lines[0]
+            carry = lines.pop()
+            for line in lines:  # only the first can be too long: the others fit in a block
+                number += 1
+                if line.strip():
+                    yield number, _parsed(number, len(line) if len(line) > MAX_LINE_BYTES else line)
+            if len(carry) > MAX_LINE_BYTES:
+                skipped, carry = len(carry), b""
+            block = f.read(size)
+    if skipped >= 0 or carry.strip():
+        yield number + 1, _parsed(number + 1, skipped if skipped >= 0 else carry)
 
 
-def _rows(path: Path, kind: str) -> Iterator[tuple[int, bytes | LongLine | Any]]:
-    """(line number, raw line) for a jsonl file, or (item number, parsed item) for a .json array."""
+def _items(items: list[Any]) -> Iterator[tuple[int, Any]]:
+    for number, item in enumerate(items, 1):
+        try:
+            yield number, _shallow(item)
+        except Refused as refused:
+            yield number, refused
+
+
+def _rows(path: Path, kind: str) -> Iterator[tuple[int, Any]]:
+    """(line or item number, row as swift reads it, or `Refused` when swift fails the file on it)."""
     if kind == "array":
         try:
             items = json.loads(path.read_bytes())
@@ -294,17 +317,9 @@ def _rows(path: Path, kind: str) -> Iterator[tuple[int, bytes | LongLine | Any]]
                 "JSON lines (.jsonl), one row a line, so a broken row can be named by its line.",
                 DATA_CHECK,
             ) from None
-        yield from enumerate(items if isinstance(items, list) else [items], 1)
+        yield from _items(items if isinstance(items, list) else [items])
         return
-    with path.open("rb") as f:
-        yield from _lines(f)
-
-
-def _row(raw: Any, kind: str) -> Any:
-    """A row as swift reads it (a JSON line parsed, an array item checked); `Refused` when swift fails on it."""
-    if isinstance(raw, LongLine):
-        raise Refused(TOO_LONG_LINE, f"{raw / (1 << 20):.0f} MiB")
-    return parse_line(raw) if kind == "lines" else _checked(raw, None)
+    yield from _lines(path)
 
 
 def scan(path: Path) -> FileScan:
@@ -313,12 +328,10 @@ def scan(path: Path) -> FileScan:
     result = FileScan(path)
     kinds: dict[str, int] = {}
     firsts: dict[str, list[int]] = {}  # the first lines of each layout, to name the odd ones
-    for number, raw in _rows(path, kind):
+    for number, row in _rows(path, kind):
         result.rows += 1
-        try:
-            row = _row(raw, kind)
-        except Refused as refused:
-            result.add(refused.cause, number, refused.detail)
+        if isinstance(row, Refused):
+            result.add(row.cause, number, row.detail)
             continue
         if not isinstance(row, dict):
             result.add(NOT_OBJECT, number, type(row).__name__)
@@ -380,12 +393,8 @@ def fingerprint(texts: list[Any]) -> str:
 def signatures(path: Path) -> Iterator[tuple[int, str | None]]:
     """(line, fingerprint) for every row of a scanned file, streamed (a second pass, only when needed)."""
     kind = _kind(path)
-    for number, raw in _rows(path, kind):
-        try:
-            row = _row(raw, kind)
-        except Refused:
-            row = None
-        yield number, signature(row)
+    for number, row in _rows(path, kind):
+        yield number, signature(None if isinstance(row, Refused) else row)
 
 
 def scannable(path: str) -> bool:
