@@ -55,6 +55,7 @@ class SlurmSettings:
     constraint: str | None = None
     output: str = SLURM_OUTPUT_DEFAULT
     requeue: bool = False
+    offline_nodes: bool = False  # the nodes have no internet: SwanLab tracks locally there, uploaded from here
     sbatch_args: tuple[str, ...] = ()
 
 

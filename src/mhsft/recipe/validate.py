@@ -80,6 +80,7 @@ SLURM_KEYS = {
     "output": "str",
     "requeue": "bool",
     "sbatch_args": "list",
+    "offline_nodes": "bool",
 }
 SLURM_PATTERNS = re.compile(r"%(?![jxuA%])")  # Slurm filename patterns mhsft cannot resolve to find the log
 RESERVED_ENV = {var: f"[launch] {key}" for key, (_, var) in LAUNCH_KEYS.items()} | {

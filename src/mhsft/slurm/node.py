@@ -25,7 +25,7 @@ from mhsft.recipe.plan import train_plan
 from mhsft.runs import checkpoints
 from mhsft.runs.records import RUNS_DIR, RunRecord, now, version_dirs
 from mhsft.runs.store import find
-from mhsft.slurm import jobs
+from mhsft.slurm import jobs, node_check
 
 PORT_BASE, PORT_SPAN = 15000, 30000
 
@@ -98,6 +98,15 @@ def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
     ui.info(f"run {run_id}: {where}, master {variables['MASTER_ADDR']}:{variables['MASTER_PORT']}, attempt {restart}")
     if resume_from:
         ui.info(f"run {run_id}: requeued; resuming from {resume_from}")
+    try:
+        ui.info(f"run {run_id}: {where}: {node_check.check(plan, recipe, environment, cwd, record.swanlab_run_id)}")
+    except MhsftError as exc:
+        if first:
+            _update(cwd, run_id, "failed", exit_code=exc.exit_code, ended_at=now(), slurm={"state": "FAILED"})
+            failed = find(cwd, run_id)
+            failed.extra["node_check"] = exc.message
+            failed.save()
+        raise
     before = set(version_dirs(output_dir))  # type: ignore[arg-type]
     started = time.monotonic()
     if first:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mhsft.recipe.plan import Plan, train_plan
 from mhsft.runs.records import new_record, version_dirs
 from mhsft.runs.store import find
 from mhsft.slurm import script
+from mhsft.sync import follower
 from mhsft.train.before_start import GATE_LINE, checks_before_start, new_swanlab_run_id
 from mhsft.view.links import for_record
 
@@ -60,14 +62,43 @@ def frozen_recipe(recipe: Recipe) -> str:
 def _secrets_reach_the_job(plan: Plan, recipe: Recipe, environment: Environment) -> None:
     """The job reads secrets from .env only: one that is only in this shell's environment will be missing."""
     shell_only = [n for n in plan.secrets if environment.source(n) == "environment"]
-    if "SWANLAB_API_KEY" in shell_only and recipe.swanlab.mode == "cloud":
+    if recipe.swanlab.mode == "cloud" and environment.source("SWANLAB_API_KEY") == "environment":
         raise MhsftError(
             "SWANLAB_API_KEY is set in your shell, not in .env. mhsft never passes secrets through Slurm (it "
-            "stores a job's environment), so the job's nodes read them from .env in the working directory: put "
-            "SWANLAB_API_KEY=... in .env (chmod 600) or pass --env-file PATH, then submit again."
+            "stores a job's environment), so the job's nodes read them from .env in the working directory (with "
+            "[slurm] offline_nodes, so does the detached follower that uploads from here): put SWANLAB_API_KEY=... in "
+            ".env (chmod 600) or pass --env-file PATH, then submit again."
         )
     for name in shell_only:
         ui.warn(f"{name} is set in your shell, not in .env: the job will not have it (nodes read .env only).")
+
+
+def node_recipe(recipe: Recipe, settings: SlurmSettings) -> Recipe:
+    """The recipe as the nodes run it: with `offline_nodes`, a cloud recipe tracks in offline mode there (the
+    follower uploads from here); otherwise the recipe itself."""
+    if not settings.offline_nodes or recipe.swanlab.mode != "cloud":
+        return recipe
+    resolved = {**recipe.resolved, "swanlab": {**recipe.resolved.get("swanlab", {}), "mode": "offline"}}
+    return replace(recipe, swanlab=replace(recipe.swanlab, mode="offline"), resolved=resolved)
+
+
+def where_lines(nodes: Recipe, plan: Plan) -> list[tuple[str, str]]:
+    """What happens where, for the plan: the node check, and (offline tracking) where the upload happens."""
+    checked = ["shared folders writable"]
+    if nodes.swanlab.mode == "cloud":
+        checked.append("SwanLab host reachable")
+    checked += [f"{hub} reachable" for hub in plan.hubs]
+    lines = [("node check", f"on each node before swift starts: {', '.join(checked)}")]
+    if nodes.swanlab.mode == "offline":
+        log_dir = dict(plan.env).get("SWANLAB_LOG_DIR", "swanlog")
+        lines.append(
+            (
+                "tracking",
+                f"locally on the nodes ({log_dir}); uploaded from here by a follower every "
+                f"{follower.INTERVAL_S:g} s and at the end (`mhsft sync` catches up)",
+            )
+        )
+    return lines
 
 
 def sbatch_env() -> dict[str, str]:
@@ -91,8 +122,9 @@ def submit(
     environment = environment_for(env_file)
     recipe = load_recipe(ref, [*overrides, *([f"slurm.nodes={nodes}"] if nodes else [])], environment)
     settings = _settings(recipe)
+    nodes_run = node_recipe(recipe, settings)
     run_id = new_swanlab_run_id()
-    plan = train_plan(recipe, environment, cwd, run_id=run_id)
+    plan = train_plan(nodes_run, environment, cwd, run_id=run_id)
     record = new_record(plan, environment, cwd, recipe, swanlab_run_id=run_id)
     record.status = "queued"
     batch = cwd / SLURM_DIR / f"{record.id}.sbatch"
@@ -104,6 +136,7 @@ def submit(
             *plan.summary,
             *gate,
             ("Slurm", f"{settings.nodes} node(s) x {processes} process(es), job {settings.job_name}"),
+            *where_lines(nodes_run, plan),
         ]
     )
     if dry_run:
@@ -119,6 +152,8 @@ def submit(
         plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, launch_env=job
     )
     record.extra |= for_record(recipe, environment, found, run_id)
+    if nodes_run.swanlab.mode == "offline":
+        record.extra["swanlab_offline"] = True
     frozen = batch.with_suffix(".toml")
     record.extra["slurm"] = {
         "job_id": None,
@@ -137,7 +172,7 @@ def submit(
     if report:
         record.extra["data_check"] = summary(report)
     batch.parent.mkdir(parents=True, exist_ok=True)
-    frozen.write_text(frozen_recipe(recipe), encoding="utf-8")
+    frozen.write_text(frozen_recipe(nodes_run), encoding="utf-8")
     batch.write_text(text, encoding="utf-8")
     if "%" not in str(Path(settings.output).parent):
         (cwd / Path(settings.output).parent).mkdir(parents=True, exist_ok=True)  # Slurm does not create it
@@ -152,6 +187,8 @@ def submit(
     if record.extra["slurm"]["state"] == "SUBMITTING":
         record.extra["slurm"]["state"] = "PENDING"
     record.extra["slurm"]["job_id"] = job_id
+    if nodes_run.swanlab.mode == "offline":
+        record.extra["swanlab_follower"] = follower.start(record, env_file)
     record.save()
     ui.info(f"run {record.id}: queued as Slurm job {job_id} (record: {record.path.relative_to(cwd)})")
     ui.info(f"follow it with `mhsft logs {record.id} -f`; stop it with `mhsft cancel {record.id}`")

@@ -79,6 +79,7 @@ def details(record: RunRecord) -> dict[str, Any]:
         "loss": {"train": logged.train, "eval": logged.eval},
         "swanlab": links.swanlab_of(record),
         "eval": record.extra.get("eval"),
+        "node_check": record.extra.get("node_check"),  # why a Slurm run's nodes refused to start swift
     }
 
 
@@ -145,6 +146,8 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
         ("duration", duration_text(info["duration_s"])),
         ("output", info["run_dir"] or info["output_dir"] or "-"),
     ]
+    if info["node_check"]:
+        pairs.append(("node check", info["node_check"]))
     if info["checkpoint"]:
         pairs.append(("checkpoint", info["checkpoint"]))
     if (swanlab := swanlab_line(info["swanlab"])) is not None:

@@ -15,7 +15,9 @@ def slurm_cell(record: RunRecord) -> str:
     if not isinstance(slurm, dict) or not slurm.get("job_id"):
         return "-"
     nodes = slurm.get("nodes")
-    return f"job {slurm['job_id']}" + (f" on {nodes}" if nodes else f" ({slurm.get('nodes_requested')} nodes)")
+    cell = f"job {slurm['job_id']}" + (f" on {nodes}" if nodes else f" ({slurm.get('nodes_requested')} nodes)")
+    cause = record.extra.get("node_check")
+    return f"{cell}; {cause.split('. Fix:')[0]}" if isinstance(cause, str) else cell
 
 
 def rows(cwd: Path, limit: int) -> list[list[str]]:
