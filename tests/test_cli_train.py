@@ -125,7 +125,7 @@ BAD_INPUTS = {
     "unknown section": ("bad.toml", "[sftt]\n", "Did you mean `sft`"),
     "unknown key": ("bad.toml", 'extends = "qwen7b"\n[sft]\nlearnig_rate = 1\n', "Did you mean `learning_rate`"),
     "wrong type": ("bad.toml", 'extends = "qwen7b"\n[sft]\nnum_train_epochs = "2"\n', "expected a number"),
-    "out of choice": ("bad.toml", 'extends = "qwen7b"\n[swanlab]\nmode = "offline"\n', "not one of cloud, local"),
+    "out of choice": ("bad.toml", 'extends = "qwen7b"\n[swanlab]\nmode = "web"\n', "not one of cloud, local, offline"),
     "extends cycle": ("bad.toml", 'extends = "bad.toml"\n', "cycle"),
     "missing extends": ("bad.toml", 'extends = "gone.toml"\n', "neither a file"),
     "unset variable": ("bad.toml", 'extends = "qwen7b"\n[sft]\nmodel = "${UNSET_VAR_X}"\n', "UNSET_VAR_X"),

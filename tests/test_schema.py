@@ -87,7 +87,7 @@ def test_unknown_keys_in_every_section(workdir: Path) -> None:
         ("[sft]\nlearning_rate = true\n", "[sft] learning_rate: expected a number, got a boolean"),
         ("[sft]\nmodel = ['a', 'b']\n", "[sft] model: expected a string, got an array"),
         ('[sft]\ntorch_dtype = "fp8"\n', '[sft] torch_dtype: "fp8" is not one of bfloat16, float16, float32'),
-        ('[swanlab]\nmode = "online"\n', '[swanlab] mode: "online" is not one of cloud, local'),
+        ('[swanlab]\nmode = "online"\n', '[swanlab] mode: "online" is not one of cloud, local, offline'),
         ('[infer]\ninfer_backend = "tgi"\n', '[infer] infer_backend: "tgi" is not one of'),
         ("[launch]\nnproc_per_node = 0\n", "[launch] nproc_per_node: must be >= 1"),
         ('[launch]\ngpus = "0"\nnproc_per_node = 2\n', "2 processes per node but gpus lists only 1"),

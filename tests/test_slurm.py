@@ -263,3 +263,45 @@ def test_refresh_takes_live_states_from_squeue_and_never_overwrites_the_jobs_own
         "r13": "cancelled",
         "r14": "completed",
     }
+
+
+def test_offline_nodes_dry_run_says_what_happens_where(workdir, env) -> None:
+    local_recipe(workdir, "[slurm]\nnodes = 2\noffline_nodes = true\n", mode="cloud")
+    result = mhsft("submit", "r.toml", "--dry-run", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "node check  on each node before swift starts: shared folders writable" in result.stderr
+    assert "SwanLab host reachable" not in result.stderr  # the nodes track locally: they never call SwanLab
+    assert "uploaded from here by a follower every 60 s and at the end" in result.stderr
+    assert "--swanlab_mode local" in result.stdout and f"SWANLAB_LOG_DIR={workdir / 'swanlog'}/" in result.stdout
+    assert "SWANLAB_API_KEY" not in result.stdout  # no key on the nodes: the upload happens here
+    cloud = mhsft("submit", "r.toml", "--dry-run", "--set", "slurm.offline_nodes=false", env=env, cwd=workdir)
+    assert "shared folders writable, SwanLab host reachable" in cloud.stderr and "follower" not in cloud.stderr
+
+
+def test_offline_nodes_with_the_key_only_in_the_shell_is_refused(workdir, env) -> None:
+    local_recipe(workdir, "[slurm]\noffline_nodes = true\n", mode="cloud")
+    mark = fake_sbatch(workdir.parent)
+    e = env | {"SWANLAB_API_KEY": SECRET, "PATH": f"{workdir.parent / 'bin'}{os.pathsep}{env['PATH']}"}
+    result = mhsft("submit", "r.toml", env=e, cwd=workdir)
+    assert result.returncode == 2 and "SWANLAB_API_KEY is set in your shell, not in .env" in result.stderr
+    assert "the detached follower that uploads from here" in result.stderr and SECRET not in result.stderr
+    assert not mark.exists() and not (workdir / ".mhsft" / "runs").exists()
+
+
+def test_the_node_check_names_a_shared_folder_that_is_not_writable(workdir) -> None:
+    from mhsft.environment import load_environment
+    from mhsft.errors import MhsftError
+    from mhsft.launch import load_recipe
+    from mhsft.recipe.plan import train_plan
+    from mhsft.slurm import node_check
+
+    write(workdir / "blocker", "a file where the output folder should be")
+    environment = load_environment(None)
+    recipe = load_recipe(str(local_recipe(workdir, mode="offline")), ["sft.output_dir=blocker/out"], environment)
+    plan = train_plan(recipe, environment, workdir, run_id="abc")
+    with pytest.raises(MhsftError) as failed:
+        node_check.check(plan, recipe, environment, workdir, "abc")
+    assert failed.value.exit_code == 3
+    message = failed.value.message
+    assert message.startswith("node check failed (output folder)") and "is not writable on this node" in message
+    assert "submit from a folder every node shares" in message and "swift was not started" in message

@@ -9,7 +9,8 @@ Each call appends {argv, env, pid, pgid} to $FAKE_SWIFT_LOG (a jsonl file). $FAK
 For sft, the run folder is --output_dir itself with `--add_version false`, else the next vN-<now> folder as 4.6
 names it; it gets owner.json ({pid}). $FAKE_SWIFT_HOLD seconds of sleep after the layout make runs overlap.
 With $FAKE_SWIFT_SWANLAB=N, logging.jsonl holds N steps, and with --swanlab_mode local the real swanlab SDK logs
-the same losses (as swift's callback: its run id and log folder from the environment mhsft gives).
+the same losses (as swift's callback: its run id and log folder from the environment mhsft gives), one every
+$FAKE_SWIFT_STEP_S seconds.
   serve     a tiny OpenAI-like server on --port (GET /v1/models, /health), like `swift deploy`
 """
 
@@ -62,6 +63,7 @@ def log_to_swanlab(argv, rows):
     swanlab.init(project=option(argv, "--swanlab_project"), name=option(argv, "--swanlab_exp_name"), mode="local")
     for step, row in enumerate(rows, 1):
         swanlab.log({"train/loss": row["loss"]}, step=step)
+        time.sleep(float(os.environ.get("FAKE_SWIFT_STEP_S", "0")))  # a run that is still training
     swanlab.finish()
 
 

@@ -12,6 +12,7 @@ kept, in order, so that a test can compare it with what the run logged and see a
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ class Experiment:
     columns: list[dict[str, Any]] = field(default_factory=list)
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # every (step, value) received
     logs: list[int] = field(default_factory=list)  # the epochs (line numbers) of the console lines received
+    arrivals: list[tuple[str, int, str, float]] = field(default_factory=list)  # key, step, create_time, received
 
     def summary(self) -> dict[str, Any]:
         scalar = [{"key": k, "step": max(s for s, _ in v)} for k, v in self.scalars.items() if v]
@@ -115,6 +117,7 @@ class Uploads:
         for metric in metrics[: len(metrics) // 2] if cut else metrics:
             if body["type"] == "scalar":
                 exp.scalars.setdefault(metric["key"], []).append((metric["index"], metric["data"]))
+                exp.arrivals.append((metric["key"], metric["index"], metric.get("create_time", ""), time.time()))
             elif body["type"] == "log":
                 exp.logs.append(metric["epoch"])
         if cut:
