@@ -88,7 +88,7 @@ def sync_run(record: RunRecord, environment: Environment, timeout: float = TIMEO
     }
     outcome = isolated.run("mhsft.sync.upload:upload", args, timeout, child_env(environment))
     failed = [c for c in outcome.checks if c.status == FAIL]
-    if failed:
+    if failed and failed[0].name in ("swanlab server", "swanlab key"):  # before anything was sent
         raise MhsftError(
             f"sync of run {record.id} failed ({failed[0].name}): {failed[0].detail}. Fix: {failed[0].fix}. Nothing "
             "was uploaded.",
@@ -96,7 +96,7 @@ def sync_run(record: RunRecord, environment: Environment, timeout: float = TIMEO
         )
     if "uploaded_step" not in outcome.facts:
         stopped = isolated.failure("swanlab upload", outcome, timeout, host, "")
-        detail = stopped.detail if stopped else outcome.stderr_tail or "the upload ended without an answer"
+        detail = next((c.detail for c in [*failed, stopped] if c), outcome.stderr_tail or "no answer")
         raise MhsftError(
             f"sync of run {record.id} did not finish ({detail}). What reached SwanLab stays there: `mhsft sync "
             f"{record.id}` again sends only the rest (raise --timeout for a long log or a slow link).",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mhsft import ui
 from mhsft.environment import without_secrets
-from mhsft.errors import MhsftError
+from mhsft.errors import USAGE, MhsftError
 from mhsft.launch import environment_for
 from mhsft.runs.records import RunRecord
 from mhsft.runs.store import load_all
@@ -73,6 +73,8 @@ def follow(cwd: Path, run_id: str, env_file: Path | None) -> int:
                 if ended:
                     return 0
             except MhsftError as exc:
+                if exc.exit_code == USAGE and not ended:  # no log folder yet: swift has not reached its first step
+                    continue
                 ui.warn(exc.message)
                 tries += ended
                 if tries >= FINAL_TRIES:
