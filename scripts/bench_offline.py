@@ -1,6 +1,6 @@
 """Time what offline tracking costs: the node check, `mhsft sync` of a 10,000-step log, and the follower's lag.
 
-Usage:  .venv/bin/python scripts/bench_offline.py [--steps 10000] [--live-steps 150]
+Usage:  .venv/bin/python scripts/bench_offline.py [--steps 10000] [--live-steps 150]   (--steps 0 skips the big sync)
 Uses the SwanLab stand-in from tests/support on 127.0.0.1, the real swanlab SDK (the fake `swift` of
 tests/support logs its steps through it in local mode, as swift's callback does) and the real `mhsft sync`:
 - the node check (`slurm.node_check.check`) of a cloud-mode recipe against the stand-in and against a closed
@@ -15,6 +15,7 @@ Not a test: timings depend on the machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -122,15 +123,15 @@ def follower_lag(cloud: SwanLabCloud, steps: int) -> None:
     runs = work / ".mhsft" / "runs"
     while not (list(runs.glob("*.json")) if runs.is_dir() else []):
         time.sleep(0.2)
-    run_id = next(runs.glob("*.json")).stem
+    record = next(runs.glob("*.json"))
+    run_id, sid = record.stem, json.loads(record.read_text())["swanlab_run_id"]
     follower = subprocess.Popen([sys.executable, "-m", "mhsft.sync.follower", run_id], env=env, cwd=work,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     train.wait()
     follower.wait()
     lags = [
         received - datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-        for exp in cloud.uploads.experiments.values()
-        for key, _, created, received in exp.arrivals
+        for key, _, created, received in cloud.uploads.experiments[sid].arrivals
         if key == "train/loss" and created
     ]
     print(f"follower lag over {len(lags)} steps (one a second, 60 s interval): max {max(lags):.1f} s, "
@@ -145,7 +146,8 @@ def main() -> None:
     cloud = SwanLabCloud().start()
     try:
         node_check(cloud.url)
-        sync_big(cloud, options.steps)
+        if options.steps:
+            sync_big(cloud, options.steps)
         follower_lag(cloud, options.live_steps)
     finally:
         cloud.stop()
