@@ -35,22 +35,11 @@ if os.environ.get("SLURM_JOB_ID") and _ports:
 """
 RECIPE = """
 extends = "tiny"
-[env]
-OMP_NUM_THREADS = 1
-[swanlab]
-mode = "cloud"
-api_host = "{url}"
-[sft]
-model = "tiny/model"
-dataset = ["tiny/data/train.jsonl"]
-ddp_backend = "gloo"
-max_steps = {steps}
-save_steps = {steps}
-logging_steps = 1
-[slurm]
-nodes = 2
-cpus_per_task = 1
+swanlab = {{ mode = "cloud", api_host = "{url}" }}
+slurm = {{ nodes = 2, cpus_per_task = 1 }}
+env = {{ OMP_NUM_THREADS = 1 }}
 """
+TWO_NODE_TINY = {"model": "tiny/model", "dataset": "['tiny/data/train.jsonl']", "ddp_backend": "gloo"}
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +61,10 @@ def cluster(tmp_path_factory) -> SimpleNamespace:
 
 
 def submit(cluster, name: str, steps: int, *sets: str) -> tuple[str, str]:
-    write(cluster.work / f"{name}.toml", RECIPE.format(url=cluster.cloud.url, steps=steps))
-    options = ["--set", f"sft.output_dir=out-{name}", "--set", f"swanlab.log_dir=swanlog-{name}"]
-    for s in sets:
+    write(cluster.work / f"{name}.toml", RECIPE.format(url=cluster.cloud.url))
+    sft = TWO_NODE_TINY | {"max_steps": steps, "save_steps": steps, "logging_steps": 1, "output_dir": f"out-{name}"}
+    options = ["--set", f"swanlab.log_dir=swanlog-{name}"]
+    for s in [*(f"sft.{k}={v}" for k, v in sft.items()), *sets]:
         options += ["--set", s]
     options += ["--preflight-timeout", "60"]  # a loaded machine takes seconds to import the SDK
     result = mhsft("submit", f"{name}.toml", *options, env=cluster.env, cwd=cluster.work, timeout=TIMEOUT)
