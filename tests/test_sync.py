@@ -178,3 +178,19 @@ def test_sync_all_uploads_every_offline_run_not_yet_uploaded(workdir, offline, c
     assert set(cloud.uploads.experiments) == {first["swanlab_run_id"], second["swanlab_run_id"]}
     for record in (first, second):
         assert cloud.uploads.experiments[record["swanlab_run_id"]].scalars["train/loss"] == logged(record)
+
+
+def test_the_follower_uploads_an_ended_run_once_and_exits(workdir, offline, cloud) -> None:
+    record = train(workdir, offline)
+    follower = subprocess.run(
+        [sys.executable, "-m", "mhsft.sync.follower", record["id"]],
+        env=offline,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert follower.returncode == 0, follower.stderr
+    assert f"uploaded to step {STEPS}, all of it" in follower.stderr
+    assert cloud.uploads.experiments[record["swanlab_run_id"]].scalars["train/loss"] == logged(record)
+    assert GOOD not in follower.stderr + follower.stdout
