@@ -109,3 +109,10 @@ def test_trimming_is_undone_after_the_run() -> None:
         gc.isenabled(),
         gc.get_threshold(),
     ) == before
+
+
+def test_sweep_dry_run_imports_neither_optuna_nor_the_engine(workdir, env) -> None:
+    out, modules = run_cli(["sweep", "qwen7b", "--grid", "sft.lora_rank=[8,16]", "--dry-run"], env, workdir)
+    assert out.splitlines() == ["trial 0 r8: sft.lora_rank 16 -> 8", "trial 1 r16: the recipe as it is"]
+    heavy = {"optuna", "torch", "swift", "swanlab", "modelscope", "transformers", "datasets"}
+    assert not {m.split(".")[0] for m in modules} & heavy

@@ -44,6 +44,30 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
+
+class _RecipeFirst(typer.core.TyperGroup):
+    """A group whose default command is `run`: `mhsft sweep RECIPE ...` is `mhsft sweep run RECIPE ...`."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+sweep_app = typer.Typer(
+    cls=_RecipeFirst,
+    help="Run many trials of one recipe (grid, paired values, random or TPE search), checked once before the first "
+    "starts; show them in one table sorted by the metric.",
+    epilog="Examples:  mhsft sweep tiny --grid sft.learning_rate=[1e-4,2e-4] --grid sft.lora_rank=[8,16]  |  "
+    "mhsft sweep show  |  mhsft sweep resume 20261201-093000-sweep-ab12",
+    no_args_is_help=True,
+)
+app.add_typer(sweep_app, name="sweep")
+SweepIdArg = Annotated[
+    str | None,
+    typer.Argument(metavar="[ID]", help="Sweep id or unique prefix (default: the newest).", show_default=False),
+]
+
 RecipeArg = Annotated[
     str, typer.Argument(help="Recipe file, or a built-in recipe name (see `mhsft recipes list`).", show_default=False)
 ]
@@ -769,6 +793,108 @@ def data_check(
     from mhsft.datagate.command import data_check as run_data_check
 
     raise typer.Exit(run_data_check(recipe, set_, env_file, json_))
+
+
+@sweep_app.command(
+    "run",
+    epilog="Examples:\n\n  mhsft sweep tiny --grid sft.learning_rate=[1e-4,2e-4] --grid sft.lora_rank=[8,16]\n\n"
+    "  mhsft sweep my.toml --zip sft.max_length=[2048,4096] --zip sft.per_device_train_batch_size=[8,4]\n\n"
+    "  mhsft sweep my.toml --method tpe --trials 12 --range sft.learning_rate=1e-5..1e-3:log "
+    "--grid sft.lora_rank=[8,16,32]\n\n"
+    "  mhsft sweep my.toml --grid sft.learning_rate=[1e-4,2e-4] --parallel 2 --dry-run",
+)
+def sweep_run(
+    recipe: RecipeArg,
+    grid: Annotated[
+        list[str],
+        typer.Option("--grid", "-g", metavar="S.K=[V,...]", help="Values of one key; every combination is a trial."),
+    ] = [],  # noqa: B006
+    zip_: Annotated[
+        list[str],
+        typer.Option(
+            "--zip", metavar="S.K=[V,...]", help="Lists that move together (same length), e.g. paired values."
+        ),
+    ] = [],  # noqa: B006
+    range_: Annotated[
+        list[str],
+        typer.Option("--range", metavar="S.K=LOW..HIGH[:log]", help="An interval to sample (--method random|tpe)."),
+    ] = [],  # noqa: B006
+    method: Annotated[
+        str | None, typer.Option("--method", metavar="grid|random|tpe", help="Default: grid.", show_default=False)
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", "-n", min=1, help="Trials to sample (random, tpe).", show_default=False)
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric", help="What picks the best, from logging.jsonl (default eval_loss).", show_default=False
+        ),
+    ] = None,
+    direction: Annotated[
+        str | None, typer.Option("--direction", metavar="minimize|maximize", show_default=False)
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--parallel", "-k", min=1, help="Trials at once, on disjoint \\[launch] gpus.", show_default=False
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Sampler seed (default 0).", show_default=False)
+    ] = None,
+    set_: SetOpt = [],  # noqa: B006
+    env_file: EnvFileOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print each trial's changes to the recipe; start nothing.")
+    ] = False,
+    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
+    no_data_check: NoDataCheckOpt = False,
+    preflight_timeout: TimeoutOpt = 5.0,
+) -> None:
+    """Run the trials of a sweep (\\[sweep] in the recipe, or --grid/--zip/--range): every value, SwanLab and each
+    distinct dataset are checked before the first trial; each trial is a normal recorded run."""
+    from mhsft.sweep.command import start
+    from mhsft.sweep.settings import Options
+
+    options = Options(grid, zip_, range_, method, trials, metric, direction, parallel, seed)
+    raise typer.Exit(
+        start(
+            recipe,
+            set_,
+            env_file,
+            options,
+            dry_run=dry_run,
+            check=not no_preflight,
+            timeout=preflight_timeout,
+            data_check=not no_data_check,
+        )
+    )
+
+
+@sweep_app.command("show", epilog="Examples:\n\n  mhsft sweep show\n\n  mhsft sweep show 20261201-093000 --json")
+def sweep_show(
+    sweep_id: SweepIdArg = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON document (schema_version 1) instead.")] = False,
+) -> None:
+    """The trials of a sweep in one table sorted by its metric, the best marked, their loss curves in one plot,
+    and the next command for the best trial."""
+    from mhsft.sweep.show import show
+
+    raise typer.Exit(show(Path.cwd(), sweep_id, json_))
+
+
+@sweep_app.command("resume", epilog="Examples:\n\n  mhsft sweep resume 20261201-093000-sweep-ab12")
+def sweep_resume(
+    sweep_id: Annotated[str, typer.Argument(metavar="ID", help="Sweep id or unique prefix.", show_default=False)],
+    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
+    preflight_timeout: TimeoutOpt = 5.0,
+) -> None:
+    """Run only what a stopped sweep is missing (trials that did not succeed, and trials not yet sampled), after
+    the same checks as at its start."""
+    from mhsft.sweep.command import resume
+
+    raise typer.Exit(resume(sweep_id, check=not no_preflight, timeout=preflight_timeout))
 
 
 @recipes_app.command("list", epilog="Example:\n\n  mhsft recipes list")

@@ -44,3 +44,20 @@ def read_texts(log_dir: Path) -> dict[str, list[tuple[str, str]]]:
                     content = (path.parent / "media" / "text" / item.filename).read_text(encoding="utf-8")
                     texts.setdefault(record.media.key, []).append((run_id, content))
     return texts
+
+
+def read_starts(log_dir: Path) -> list[dict[str, str]]:
+    """Project, experiment name and group of every run under `log_dir` (its `start` record)."""
+    from swanlab.proto.swanlab.record.v1.record_pb2 import Record
+    from swanlab.sdk.internal.core_python.store import DataStoreReader
+
+    starts = []
+    for path in sorted(log_dir.glob("run-*/run-*.swanlab")):
+        reader = DataStoreReader()
+        reader.open(path)
+        for raw in reader:
+            record = Record()
+            record.ParseFromString(raw)
+            if record.HasField("start"):
+                starts.append({"project": record.start.project, "name": record.start.name, "group": record.start.group})
+    return starts

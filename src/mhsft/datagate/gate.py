@@ -161,6 +161,9 @@ def check(
                 os.replace(work, folder)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    else:  # the export is shared by every max_length and batch size: the verdict is computed for this recipe's
+        rows = json.loads((folder / "export" / "rows.json").read_text(encoding="utf-8"))
+        report = analyse(spec, entries, scans, rows, sft, recipe.launch_env)
     export = folder / "export"
     report |= {
         "key": key,

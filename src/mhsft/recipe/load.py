@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SECTIONS = ("launch", "swanlab", "env", "sft", "infer", "deploy", "export", "eval", "data_check", "slurm")
+SECTIONS = ("launch", "swanlab", "env", "sft", "infer", "deploy", "export", "eval", "data_check", "slurm", "sweep")
 TOP_KEYS = ("name", "description", "extends")
 DEFAULTS: dict[str, dict[str, Any]] = {"swanlab": {"project": "mhsft", "mode": "cloud"}}
 DEFAULT_ORIGIN = "mhsft's built-in defaults"

@@ -7,15 +7,16 @@ import re
 from typing import Any
 
 
-def _value(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """One value in TOML syntax (what `--set` reads back)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {value_text(v)}" for k, v in value.items()) + " }"
     return json.dumps(str(value), ensure_ascii=False)
 
 
@@ -26,8 +27,8 @@ def _key(key: str) -> str:
 
 def dumps(data: dict[str, Any]) -> str:
     """Top-level scalars first, then one [table] per dict."""
-    lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = [f"{_key(k)} = {value_text(v)}" for k, v in data.items() if not isinstance(v, dict)]
     for name, table in data.items():
         if isinstance(table, dict):
-            lines += ["", f"[{name}]", *(f"{_key(k)} = {_value(v)}" for k, v in table.items())]
+            lines += ["", f"[{name}]", *(f"{_key(k)} = {value_text(v)}" for k, v in table.items())]
     return "\n".join(lines).strip() + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from mhsft import ui
 from mhsft.errors import MhsftError
@@ -64,30 +64,68 @@ def train(
         plan = replace(plan, summary=[*plan.summary, GATE_LINE])
     if show(plan, dry_run):
         return 0
-    from mhsft.launch import execute
     from mhsft.process.runner import executable
-    from mhsft.runs.records import reserve_version_dir
-    from mhsft.view.links import for_record
-    from mhsft.view.summary import after_train
 
     executable(plan.argv[0])
     found, report = checks_before_start(
         plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, log=log
     )
-    cached, extra = None, {}
-    if report is not None:
-        from mhsft.datagate.gate import training_args
-        from mhsft.datagate.report import summary
+    cached, extra = gate_extra(report, recipe) if report is not None else (None, {})
+    return start_run(
+        recipe,
+        environment,
+        cwd,
+        run_id=run_id,
+        found=found,
+        cached=cached,
+        extra=extra,
+        log=log,
+        resume_from=resume_from,
+        evaluate=evaluate,
+    )
 
-        cached, extra = training_args(report), {"data_check": summary(report)}
-        extra["datasets"] = {k: v for k, v in recipe.args["sft"].items() if k in CACHED_REPLACES}  # as in the recipe
-    extra |= for_record(recipe, environment, found, run_id)
+
+def gate_extra(report: dict[str, Any], recipe: Recipe) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a run trains from after the dataset gate (its cached dataset) and what its record keeps of it."""
+    from mhsft.datagate.gate import training_args
+    from mhsft.datagate.report import summary
+
+    extra = {"data_check": summary(report)}
+    extra["datasets"] = {k: v for k, v in recipe.args["sft"].items() if k in CACHED_REPLACES}  # as in the recipe
+    return training_args(report), extra
+
+
+def start_run(
+    recipe: Recipe,
+    environment: Environment,
+    cwd: Path,
+    *,
+    run_id: str,
+    found: dict[str, str],
+    cached: dict[str, Any] | None,
+    extra: dict[str, Any],
+    env: dict[str, str] | None = None,
+    log: IO[str] | None = None,
+    resume_from: Path | None = None,
+    evaluate: Callable[[Recipe, Environment], Callable[[RunRecord], None]] | None = None,
+) -> int:
+    """Start `swift sft` for a checked recipe in its own vN folder and record it (`found`: what the preflight
+    found; `cached`: the gate's dataset; `env`: variables on top of the plan's); returns swift's exit code."""
+    from mhsft.launch import execute
+    from mhsft.runs.records import reserve_version_dir
+    from mhsft.view.links import for_record
+    from mhsft.view.summary import after_train
+
+    extra = extra | for_record(recipe, environment, found, run_id)
+    plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from)
     run_dir = None  # multi-node: the record names the folder swift created (see runs.finish)
     if recipe.args["sft"].get("add_version") is False:
         run_dir = plan.output_dir  # swift writes into output_dir itself
     elif not multi_node(plan.child_env(environment)):  # mhsft picks the vN folder: overlapping runs never share one
         run_dir = reserve_version_dir(plan.output_dir)  # type: ignore[arg-type]
     plan = train_plan(recipe, environment, cwd, run_id=run_id, resume_from=resume_from, cached=cached, run_dir=run_dir)
+    if env:
+        plan = replace(plan, env=plan.env | env)
     after = after_train if log is None else None
     if recipe.eval_after_train and after is not None and evaluate is not None:
         evaluate_after = evaluate(recipe, environment)

@@ -1,0 +1,1 @@
+"""`mhsft sweep`: many trials of one recipe, checked once before the first starts, and one table to pick the best."""

@@ -1,0 +1,99 @@
+"""`mhsft sweep show [ID]`: the trials in one table sorted by the metric, the best marked, every trial's
+eval-loss curve in one plot, and the next command for the best trial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mhsft import ui
+from mhsft.sweep import store, trials
+from mhsft.sweep.space import number_text
+from mhsft.view import show as run_show
+
+SCHEMA_VERSION = 1
+MARKERS = "0123456789abcdefghijklmnopqrstuvwxyz"  # trial N is drawn with MARKERS[N % 36]
+LOSSES = ("train_loss", "eval_loss")
+SPEEDS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")  # not scores
+
+
+def rows(sweep: store.Sweep, cwd: Path) -> list[dict[str, Any]]:
+    """One dict per trial, sorted by the metric (trials without one last), the best first."""
+    found = trials.records(cwd, sweep.id)
+    out = []
+    for trial in sweep.trials:
+        record = found.get(trial.number)
+        logged = trials.logged(record)
+        metrics = {k: v for k, v in logged.metrics.items() if k in LOSSES or k.startswith("eval_")}
+        out.append(
+            {
+                "trial": trial.number,
+                "name": trial.name,
+                "values": trial.values,
+                "status": record.shown_status if record else "not started",
+                "run": record.id if record else None,
+                "duration_s": record.duration_s if record else None,
+                "metric": trials.metric(record, sweep.metric),
+                "metrics": metrics,
+                "eval_curve": logged.eval,
+                "train_curve": logged.train,
+            }
+        )
+    sign = 1 if sweep.direction == "minimize" else -1
+    out.sort(key=lambda r: (r["metric"] is None, sign * (r["metric"] or 0.0), r["trial"]))
+    for row in out:
+        row["best"] = row is out[0] and row["metric"] is not None
+    return out
+
+
+def _cells(sweep: store.Sweep, row: dict[str, Any], keys: list[str], extra: list[str]) -> list[str]:
+    duration = f"{row['duration_s']:.0f} s" if row["duration_s"] is not None else "-"
+    metrics = [run_show.metric_text(row["metrics"][k]) if k in row["metrics"] else "-" for k in [*LOSSES, *extra]]
+    values = [number_text(row["values"][k]) if k in row["values"] else "-" for k in keys]
+    return [
+        "best" if row["best"] else "",
+        str(row["trial"]),
+        *values,
+        row["status"],
+        duration,
+        *metrics,
+        row["run"] or "-",
+    ]
+
+
+def show(cwd: Path, sweep_id: str | None, as_json: bool = False) -> int:
+    """Print the sweep's table (or JSON), its curves and the next command."""
+    sweep = store.load(cwd, sweep_id)
+    found = rows(sweep, cwd)
+    if as_json:
+        doc = {"schema_version": SCHEMA_VERSION, "id": sweep.id, "metric": sweep.metric}
+        doc |= {"direction": sweep.direction, "status": sweep.status, "planned": sweep.planned, "trials": found}
+        ui.echo(json.dumps(doc, indent=2))
+        return 0
+    keys = list(dict.fromkeys(k for t in sweep.trials for k in t.values))
+    extra = sorted({k for r in found for k in r["metrics"] if k not in LOSSES} - set(SPEEDS))
+    columns = ["", "trial", *(k.split(".", 1)[1] for k in keys), "status", "duration", *LOSSES, *extra, "run"]
+    title = (
+        f"sweep {sweep.id}: {sweep.method}, {len(sweep.trials)} of {sweep.planned} trial(s), {sweep.status}; "
+        f"sorted by {sweep.metric} ({sweep.direction})"
+    )
+    styles = {"succeeded": "green", "failed": "bold red", "interrupted": "yellow", "best": "bold green"}
+    ui.table(title, columns, [_cells(sweep, r, keys, extra) for r in found], styles)
+    from mhsft.view.curve import draw_many
+
+    kind = "eval loss" if any(r["eval_curve"] for r in found) else "train loss"
+    series = {MARKERS[r["trial"] % len(MARKERS)]: r["eval_curve"] or r["train_curve"] for r in found}
+    plot = draw_many(series, f"{kind} of each trial (marker: trial number)")
+    if plot:
+        ui.echo(plot)
+    best = next((r for r in found if r["best"]), None)
+    if best:
+        ui.info(
+            f"best: trial {best['trial']} {best['name']} ({sweep.metric} {best['metric']:.4g}). Next: "
+            f"mhsft infer --run {best['run']}  |  mhsft export --run {best['run']} --merge-lora  |  "
+            f"mhsft runs show {best['run']}"
+        )
+    if sweep.status != "finished" or len(sweep.trials) < sweep.planned or trials.missing(sweep, cwd):
+        ui.info(f"to run what is missing: mhsft sweep resume {sweep.id}")
+    return 0

@@ -1,0 +1,194 @@
+"""`mhsft sweep` with the fake swift: bad spaces refused before anything starts, every trial a recorded run,
+trials side by side on disjoint GPUs, a stopped sweep resumed, and `sweep show`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import SECRET, local_recipe, mhsft, write
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def records(workdir: Path) -> list[dict]:
+    folder = workdir / ".mhsft" / "runs"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def show(workdir: Path, env: dict, sweep_id: str = "") -> dict:
+    result = mhsft("sweep", "show", *([sweep_id] if sweep_id else []), "--json", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid", "sft.learning_rate=[1e-4,"], "--grid sft.learning_rate=[1e-4,: not a TOML array"),
+        (["--grid", "sft.learning_rate=1e-4"], "expected an array of values"),
+        (["--grid", "learning_rate=[1e-4]"], "is not section.key"),
+        (["--grid", "sft.lora_r=[8,16]"], "[sft] lora_r: not an argument of `swift sft`"),
+        (["--grid", "sft.lora_rank=[]"], "the list is empty"),
+        (["--grid", "sft.lora_rank=[8,8]"], "lists a value twice"),
+        (["--grid", "sft.lora_rank=['eight']"], "lora_rank"),
+        (["--grid", "swanlab.project=['a','b']"], "[swanlab] cannot be swept"),
+        (["--zip", "sft.lora_rank=[8,16]", "--zip", "sft.lora_alpha=[16]"], "the same length"),
+        (["--range", "sft.learning_rate=1e-5..1e-3"], "a grid takes lists only"),
+        (["--method", "tpe", "--range", "sft.learning_rate=1e-3..1e-5"], "a range needs LOW < HIGH"),
+        (["--method", "tpe", "--range", "sft.learning_rate=0..1e-3:log", "--trials", "2"], "0 < LOW < HIGH"),
+        (["--method", "tpe", "--grid", "sft.lora_rank=[8,16]"], "--trials N"),
+        (["--method", "bayes", "--grid", "sft.lora_rank=[8,16]"], "expected one of grid, random, tpe"),
+        (["--grid", "sft.lora_rank=[8,16]", "--metric", "eval_loss"], "no eval set"),
+        (["--grid", "sft.lora_rank=[8,16]", "--parallel", "2"], "--parallel 2"),
+        ([], "nothing to vary"),
+    ],
+)
+def test_a_bad_space_exits_2_and_starts_nothing(workdir: Path, env: dict, fake_swift, args, message) -> None:
+    local_recipe(workdir)
+    result = mhsft("sweep", "r.toml", *args, env=env, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert fake_swift.calls() == [] and records(workdir) == []
+    assert not (workdir / ".mhsft" / "sweeps").exists()
+
+
+def test_a_sweep_table_in_the_recipe_and_a_dry_run(workdir: Path, env: dict, fake_swift) -> None:
+    local_recipe(
+        workdir,
+        "learning_rate = 1e-3\n[sweep]\nmetric = 'last_loss'\n[sweep.grid]\nsft.learning_rate = [1e-4, 1e-3]\n"
+        "[sweep.zip]\nsft.max_length = [512, 512]\nsft.per_device_train_batch_size = [4, 8]\n",
+    )
+    result = mhsft("sweep", "r.toml", "--dry-run", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "trial 0 lr1e-4-len512-bs4: sft.learning_rate 1e-3 -> 1e-4, sft.max_length unset -> 512, "
+        "sft.per_device_train_batch_size unset -> 4",
+        "trial 1 lr1e-4-len512-bs8: sft.learning_rate 1e-3 -> 1e-4, sft.max_length unset -> 512, "
+        "sft.per_device_train_batch_size unset -> 8",
+        "trial 2 lr1e-3-len512-bs4: sft.max_length unset -> 512, sft.per_device_train_batch_size unset -> 4",
+        "trial 3 lr1e-3-len512-bs8: sft.max_length unset -> 512, sft.per_device_train_batch_size unset -> 8",
+    ]
+    assert "metric last_loss (minimize)" in result.stderr
+    assert fake_swift.calls() == [] and records(workdir) == []
+
+
+def test_each_grid_trial_is_a_recorded_run_in_one_swanlab_group(workdir: Path, env: dict, fake_swift) -> None:
+    local_recipe(workdir)
+    write(workdir / ".env", f"SWANLAB_API_KEY={SECRET}\n")
+    grid = ["--grid", "sft.learning_rate=[1e-4,2e-4]", "--grid", "sft.lora_rank=[8,16]"]
+    result = mhsft("sweep", "r.toml", *grid, "--metric", "last_loss", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    runs = records(workdir)
+    (sweep_id,) = {r["extra"]["sweep"]["id"] for r in runs}
+    by_trial = {r["extra"]["sweep"]["trial"]: r for r in runs}
+    names = ["lr1e-4-r8", "lr1e-4-r16", "lr2e-4-r8", "lr2e-4-r16"]
+    assert sorted(by_trial) == [0, 1, 2, 3] and [by_trial[n]["extra"]["sweep"]["name"] for n in range(4)] == names
+    assert by_trial[3]["extra"]["sweep"]["values"] == {"sft.learning_rate": 2e-4, "sft.lora_rank": 16}
+    assert {r["status"] for r in runs} == {"succeeded"} and len({r["run_dir"] for r in runs}) == 4
+    calls = fake_swift.calls()
+    assert [c["argv"][c["argv"].index("--swanlab_exp_name") + 1] for c in calls] == names
+    assert {c["env"]["SWANLAB_GROUP"] for c in calls} == {sweep_id}
+    assert {c["argv"][c["argv"].index("--swanlab_project") + 1] for c in calls} == {"unit-proj"}
+    assert [c["argv"][c["argv"].index("--learning_rate") + 1] for c in calls] == [
+        "0.0001",
+        "0.0001",
+        "0.0002",
+        "0.0002",
+    ]
+    doc = show(workdir, env)
+    assert doc["id"] == sweep_id and doc["status"] == "finished"
+    assert [t["run"] for t in doc["trials"]] == [by_trial[n]["id"] for n in range(4)]  # all 1.0: trial order
+    assert doc["trials"][0]["best"] and doc["trials"][0]["metric"] == 1.0
+    table = mhsft("sweep", "show", sweep_id[:15], env=env, cwd=workdir)
+    assert "best" in table.stdout and f"mhsft infer --run {by_trial[0]['id']}" in table.stderr
+    for path in workdir.rglob("*"):
+        if path.is_file() and path.name != ".env":
+            assert SECRET not in path.read_text(errors="replace"), path
+
+
+def test_trials_side_by_side_get_disjoint_gpus(workdir: Path, env: dict, fake_swift) -> None:
+    local_recipe(workdir, '\n[launch]\ngpus = "0,1"\n')
+    env = env | {"FAKE_SWIFT_MODE": "wait:0"}
+    grid = ["--grid", "sft.lora_rank=[4,8,16]", "--parallel", "2", "--metric", "last_loss"]
+    proc = subprocess.Popen([sys.executable, "-m", "mhsft", "sweep", "r.toml", *grid], cwd=workdir, env=env)
+    try:
+        wait_until(lambda: len(fake_swift.calls()) == 2, 60, "two trials running at once")
+        first = fake_swift.calls()
+        assert sorted(c["env"]["CUDA_VISIBLE_DEVICES"] for c in first) == ["0", "1"]
+        Path(f"{fake_swift.log}.go").write_text("")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    calls = fake_swift.calls()
+    assert len(calls) == 3 and {c["env"]["CUDA_VISIBLE_DEVICES"] for c in calls} <= {"0", "1"}
+    logs = sorted(p.name for p in (workdir / ".mhsft" / "sweeps").glob("*/trial-*.log"))
+    assert logs == ["trial-0.log", "trial-1.log", "trial-2.log"]
+
+
+def test_a_stopped_sweep_keeps_its_finished_trials_and_resume_runs_only_the_rest(
+    workdir: Path, env: dict, fake_swift
+) -> None:
+    local_recipe(workdir)
+    space = ["--zip", "env.FAKE_SWIFT_MODE=['exit:0','wait:0','exit:0']", "--zip", "sft.lora_rank=[4,8,16]"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mhsft", "sweep", "r.toml", *space, "--metric", "last_loss"],
+        cwd=workdir,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = Path(f"{fake_swift.log}.started")
+        wait_until(started.exists, 60, "the second trial's swift")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "mhsft sweep resume" in stderr
+    runs = {r["extra"]["sweep"]["trial"]: r for r in records(workdir)}
+    assert sorted(runs) == [0, 1] and runs[0]["status"] == "succeeded" and runs[1]["status"] == "interrupted"
+    doc = show(workdir, env)
+    assert doc["status"] == "interrupted"
+    assert [(t["trial"], t["status"]) for t in doc["trials"]] == [
+        (0, "succeeded"),
+        (1, "interrupted"),
+        (2, "not started"),
+    ]
+    Path(f"{fake_swift.log}.go").write_text("")
+    resumed = mhsft("sweep", "resume", doc["id"], env=env, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(fake_swift.calls()) == 4  # trials 1 and 2 again, not 0
+    assert [t["status"] for t in show(workdir, env)["trials"]] == ["succeeded"] * 3
+    again = mhsft("sweep", "resume", doc["id"], env=env, cwd=workdir)
+    assert again.returncode == 0 and "nothing to resume" in again.stderr and len(fake_swift.calls()) == 4
+
+
+def test_tpe_with_a_seed_samples_the_same_trials_again(workdir: Path, env: dict, fake_swift) -> None:
+    local_recipe(workdir)
+    space = ["--method", "tpe", "--trials", "3", "--seed", "7", "--metric", "last_loss"]
+    space += ["--range", "sft.learning_rate=1e-5..1e-3:log", "--grid", "sft.lora_rank=[4,8,16]"]
+    values = []
+    for _ in range(2):
+        result = mhsft("sweep", "r.toml", *space, env=env, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        doc = show(workdir, env)
+        values.append(sorted((t["trial"], json.dumps(t["values"])) for t in doc["trials"]))
+        assert (workdir / ".mhsft" / "sweeps" / doc["id"] / "journal.log").is_file()
+    assert values[0] == values[1] and len(values[0]) == 3
+    for _, text in values[0]:
+        sampled = json.loads(text)
+        assert 1e-5 <= sampled["sft.learning_rate"] <= 1e-3 and sampled["sft.lora_rank"] in (4, 8, 16)
