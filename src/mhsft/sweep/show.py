@@ -9,8 +9,7 @@ from typing import Any
 
 from mhsft import ui
 from mhsft.sweep import store, trials
-from mhsft.sweep.space import number_text
-from mhsft.view import show as run_show
+from mhsft.sweep.space import number_text, short
 
 SCHEMA_VERSION = 1
 MARKERS = "0123456789abcdefghijklmnopqrstuvwxyz"  # trial N is drawn with MARKERS[N % 36]
@@ -47,9 +46,15 @@ def rows(sweep: store.Sweep, cwd: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _figure(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _cells(sweep: store.Sweep, row: dict[str, Any], keys: list[str], extra: list[str]) -> list[str]:
     duration = f"{row['duration_s']:.0f} s" if row["duration_s"] is not None else "-"
-    metrics = [run_show.metric_text(row["metrics"][k]) if k in row["metrics"] else "-" for k in [*LOSSES, *extra]]
+    metrics = [_figure(row["metrics"].get(k)) for k in [*LOSSES, *extra]]
     values = [number_text(row["values"][k]) if k in row["values"] else "-" for k in keys]
     return [
         "best" if row["best"] else "",
@@ -73,7 +78,7 @@ def show(cwd: Path, sweep_id: str | None, as_json: bool = False) -> int:
         return 0
     keys = list(dict.fromkeys(k for t in sweep.trials for k in t.values))
     extra = sorted({k for r in found for k in r["metrics"] if k not in LOSSES} - set(SPEEDS))
-    columns = ["", "trial", *(k.split(".", 1)[1] for k in keys), "status", "duration", *LOSSES, *extra, "run"]
+    columns = ["", "trial", *(short(k) for k in keys), "status", "duration", *LOSSES, *extra, "run"]
     title = (
         f"sweep {sweep.id}: {sweep.method}, {len(sweep.trials)} of {sweep.planned} trial(s), {sweep.status}; "
         f"sorted by {sweep.metric} ({sweep.direction})"

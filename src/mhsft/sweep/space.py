@@ -155,11 +155,13 @@ def _add(into: dict[str, Any], key: str, value: Any, space: Space) -> None:
 
 def label(values: dict[str, Any]) -> str:
     """A trial's name from its values, e.g. `lr2e-4-r16` (SwanLab experiment name, table row)."""
-    parts = []
-    for key, value in values.items():
-        name = key.split(".", 1)[1]
-        parts.append(SHORT.get(name, name) + number_text(value))
-    return "-".join(parts)
+    return "-".join(short(key) + number_text(value) for key, value in values.items())
+
+
+def short(key: str) -> str:
+    """`sft.learning_rate` -> `lr`; a key without a short name -> its name (`max_grad_norm`)."""
+    name = key.split(".", 1)[1]
+    return SHORT.get(name, name)
 
 
 def number_text(value: Any) -> str:
