@@ -99,6 +99,7 @@ def show(cwd: Path, sweep_id: str | None, as_json: bool = False) -> int:
             f"mhsft infer --run {best['run']}  |  mhsft export --run {best['run']} --merge-lora  |  "
             f"mhsft runs show {best['run']}"
         )
-    if sweep.status != "finished" or len(sweep.trials) < sweep.planned or trials.missing(sweep, cwd):
+    incomplete = len(sweep.trials) < sweep.planned or trials.missing(sweep, cwd)
+    if sweep.status != "running" and incomplete:
         ui.info(f"to run what is missing: mhsft sweep resume {sweep.id}")
     return 0
