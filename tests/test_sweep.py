@@ -153,6 +153,9 @@ def test_a_stopped_sweep_keeps_its_finished_trials_and_resume_runs_only_the_rest
     try:
         started = Path(f"{fake_swift.log}.started")
         wait_until(started.exists, 60, "the second trial's swift")
+        (folder,) = (workdir / ".mhsft" / "sweeps").iterdir()
+        busy = mhsft("sweep", "resume", folder.name, env=env, cwd=workdir)
+        assert busy.returncode == 2 and "is still running" in busy.stderr
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:

@@ -133,6 +133,7 @@ def start(
         for number, values in enumerate(points):
             signature = prepare.gate_signature(recipes[number], cwd) if data_check else ""
             sweep.trials.append(store.Trial(number, values, label(values), signature))
+    sweep.supervise()
     sweep.save(cwd)
     ui.info(f"sweep {sweep.id}: {sweep.planned} trial(s), {sweep.parallel} at a time ({sweep.folder(cwd)})")
     from mhsft.sweep.run import run
@@ -170,6 +171,11 @@ def resume(sweep_id: str, *, check: bool = True, timeout: float = 5.0) -> int:
 
     cwd = Path.cwd()
     sweep = store.load(cwd, sweep_id)
+    if sweep.supervised():
+        raise MhsftError(
+            f"sweep {sweep.id} is still running (mhsft process {sweep.supervisor[1]}): resuming it now would start "  # type: ignore[index]
+            "its trials twice. Wait for it, or stop it with Ctrl-C (or kill that process), then resume."
+        )
     environment = environment_for(Path(sweep.env_file) if sweep.env_file else None)
     base = load_recipe(sweep.recipe, sweep.overrides, environment)
     todo = trials.missing(sweep, cwd)
@@ -191,6 +197,7 @@ def resume(sweep_id: str, *, check: bool = True, timeout: float = 5.0) -> int:
             plans += _gate_plans(sweep, settings, sweep.recipe, [], environment, cwd)
         _gates(sweep, plans, environment, cwd)
     sweep.status = "running"
+    sweep.supervise()
     sweep.save(cwd)
     ui.info(f"sweep {sweep.id}: resuming {len(todo)} trial(s){f' and {left} new' if left > 0 else ''}")
     return run(sweep, cwd, gpu_slots(base, sweep.parallel), environment, data_check, again=todo)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mhsft.errors import MhsftError
+from mhsft.runs.records import process_start
 from mhsft.sweep.space import Range, Space
 
 SWEEPS_DIR = Path(".mhsft") / "sweeps"
@@ -51,7 +53,20 @@ class Sweep:
     trials: list[Trial] = field(default_factory=list)
     status: str = "running"
     data_check: bool = True
+    supervisor: list[Any] | None = None  # [host, pid, start] of the mhsft process running the trials
     schema_version: int = SCHEMA_VERSION
+
+    def supervise(self) -> None:
+        """Name this process as the one running the trials."""
+        self.supervisor = [socket.gethostname(), os.getpid(), process_start(os.getpid())]
+
+    def supervised(self) -> bool:
+        """Whether the process running the trials is still alive (on this host; elsewhere: unknown, False)."""
+        if not self.supervisor or self.supervisor[0] != socket.gethostname():
+            return False
+        _, pid, start = self.supervisor
+        started = process_start(pid)
+        return started is not None and started == start
 
     @staticmethod
     def folder_of(cwd: Path, sweep_id: str) -> Path:
