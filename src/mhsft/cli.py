@@ -851,6 +851,10 @@ def sweep_run(
     no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
     no_data_check: NoDataCheckOpt = False,
     preflight_timeout: TimeoutOpt = 5.0,
+    slurm: Annotated[
+        bool,
+        typer.Option("--slurm", help="Queue the trials as one Slurm job array (one node per trial; grid only)."),
+    ] = False,
 ) -> None:
     """Run the trials of a sweep (\\[sweep] in the recipe, or --grid/--zip/--range): every value, SwanLab and each
     distinct dataset are checked before the first trial; each trial is a normal recorded run."""
@@ -868,6 +872,7 @@ def sweep_run(
             check=not no_preflight,
             timeout=preflight_timeout,
             data_check=not no_data_check,
+            slurm=slurm,
         )
     )
 

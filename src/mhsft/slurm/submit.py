@@ -59,7 +59,7 @@ def frozen_recipe(recipe: Recipe) -> str:
     return f"# {recipe.path} as `mhsft submit` resolved it\n" + tomlout.dumps(escape(recipe.resolved))
 
 
-def _secrets_reach_the_job(plan: Plan, recipe: Recipe, environment: Environment) -> None:
+def secrets_reach_the_job(plan: Plan, recipe: Recipe, environment: Environment) -> None:
     """The job reads secrets from .env only: one that is only in this shell's environment will be missing."""
     shell_only = [n for n in plan.secrets if environment.source(n) == "environment"]
     if recipe.swanlab.mode == "cloud" and environment.source("SWANLAB_API_KEY") == "environment":
@@ -146,7 +146,7 @@ def submit(
         ui.echo(f"sbatch --parsable {shlex.quote(str(batch.relative_to(cwd)))}  # secret variables removed")
         return 0
     client.tool("sbatch")
-    _secrets_reach_the_job(plan, recipe, environment)
+    secrets_reach_the_job(plan, recipe, environment)
     job = recipe.launch_env | {"NNODES": str(settings.nodes), "NPROC_PER_NODE": str(processes)}  # as node.py sets
     found, report = checks_before_start(
         plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, launch_env=job

@@ -87,8 +87,10 @@ def start(
     check: bool = True,
     timeout: float = 5.0,
     data_check: bool = True,
+    slurm: bool = False,
 ) -> int:
-    """Everything `mhsft sweep RECIPE` does; returns the exit code."""
+    """Everything `mhsft sweep RECIPE` does (with `slurm`, queue the trials as one job array); returns the exit
+    code."""
     cwd = Path.cwd()
     environment = environment_for(env_file)
     base = load_recipe(ref, overrides, environment)
@@ -97,7 +99,16 @@ def start(
     points = prepare.checked_points(settings)
     recipes = [prepare.trial_recipe(ref, overrides, p, environment) for p in points]
     settings = replace(settings, metric=prepare.metric_for(settings, recipes))
-    slots = gpu_slots(base, settings.parallel)
+    if slurm and settings.sampled:
+        raise MhsftError(
+            f"--slurm runs a grid: --method {settings.method} asks Optuna for each trial after the ones before have "
+            "ended. Run it here (without --slurm), or list the values with --grid."
+        )
+    slots = [None] if slurm else gpu_slots(base, settings.parallel)
+    if slurm:
+        from mhsft.sweep.array import settings_for
+
+        settings_for(base)
     if dry_run:
         return _dry_run(base, settings)
     from mhsft.process.runner import executable
@@ -105,6 +116,11 @@ def start(
 
     executable("swift")
     prepare.check_trials(recipes, environment, cwd)
+    if slurm:
+        from mhsft.recipe.plan import train_plan
+        from mhsft.slurm.submit import secrets_reach_the_job
+
+        secrets_reach_the_job(train_plan(base, environment, cwd), base, environment)
     sweep = store.Sweep(
         id=store.new_id(),
         recipe=str(base.path),
@@ -136,6 +152,10 @@ def start(
     sweep.supervise()
     sweep.save(cwd)
     ui.info(f"sweep {sweep.id}: {sweep.planned} trial(s), {sweep.parallel} at a time ({sweep.folder(cwd)})")
+    if slurm:
+        from mhsft.sweep.array import submit
+
+        return submit(sweep, base, cwd, list(range(len(sweep.trials))))
     from mhsft.sweep.run import run
 
     return run(sweep, cwd, slots, environment, data_check)
@@ -171,6 +191,14 @@ def resume(sweep_id: str, *, check: bool = True, timeout: float = 5.0) -> int:
 
     cwd = Path.cwd()
     sweep = store.load(cwd, sweep_id)
+    if sweep.jobs:
+        from mhsft.sweep.array import active
+
+        if active(sweep):
+            raise MhsftError(
+                f"sweep {sweep.id}: a task of its Slurm job array ({', '.join(sweep.jobs)}) is still queued or "
+                "running; resuming now would train those trials twice. Wait for it (squeue), or scancel it first."
+            )
     if sweep.supervised():
         raise MhsftError(
             f"sweep {sweep.id} is still running (mhsft process {sweep.supervisor[1]}): resuming it now would start "  # type: ignore[index]
@@ -196,6 +224,10 @@ def resume(sweep_id: str, *, check: bool = True, timeout: float = 5.0) -> int:
             )
             plans += _gate_plans(sweep, settings, sweep.recipe, [], environment, cwd)
         _gates(sweep, plans, environment, cwd)
+    if sweep.jobs:
+        from mhsft.sweep.array import submit
+
+        return submit(sweep, base, cwd, todo)
     sweep.status = "running"
     sweep.supervise()
     sweep.save(cwd)

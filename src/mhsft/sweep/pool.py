@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mhsft.process.runner import FORWARDED, die_with_parent
+from mhsft.sweep.store import TRIAL_RUNNER
 
 
 class Pool:
@@ -30,7 +31,7 @@ class Pool:
         """Run trial `number`; its output goes to the terminal, or to `log`."""
         out = open(log, "ab") if log else None  # noqa: SIM115 (closed when the trial ends)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mhsft.sweep.trial", *argv],
+            [sys.executable, "-m", TRIAL_RUNNER, *argv],
             cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,

@@ -70,6 +70,11 @@ def _cells(sweep: store.Sweep, row: dict[str, Any], keys: list[str], extra: list
 def show(cwd: Path, sweep_id: str | None, as_json: bool = False) -> int:
     """Print the sweep's table (or JSON), its curves and the next command."""
     sweep = store.load(cwd, sweep_id)
+    if sweep.jobs and sweep.status == "queued":
+        from mhsft.sweep.array import active
+
+        if not active(sweep):  # the array has ended: what its trials' records say
+            sweep.status = "interrupted" if trials.missing(sweep, cwd) else "finished"
     found = rows(sweep, cwd)
     if as_json:
         doc = {"schema_version": SCHEMA_VERSION, "id": sweep.id, "metric": sweep.metric}
@@ -100,6 +105,6 @@ def show(cwd: Path, sweep_id: str | None, as_json: bool = False) -> int:
             f"mhsft runs show {best['run']}"
         )
     incomplete = len(sweep.trials) < sweep.planned or trials.missing(sweep, cwd)
-    if sweep.status != "running" and incomplete:
+    if sweep.status not in ("running", "queued") and incomplete:
         ui.info(f"to run what is missing: mhsft sweep resume {sweep.id}")
     return 0

@@ -19,6 +19,7 @@ from mhsft.sweep.space import Range, Space
 
 SWEEPS_DIR = Path(".mhsft") / "sweeps"
 SCHEMA_VERSION = 1
+TRIAL_RUNNER = "mhsft.sweep.trial"  # python -m TRIAL_RUNNER ID N (or ID --array on Slurm)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Sweep:
     trials: list[Trial] = field(default_factory=list)
     status: str = "running"
     data_check: bool = True
+    jobs: list[str] = field(default_factory=list)  # Slurm job arrays (mhsft sweep --slurm)
     supervisor: list[Any] | None = None  # [host, pid, start] of the mhsft process running the trials
     schema_version: int = SCHEMA_VERSION
 

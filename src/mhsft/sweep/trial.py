@@ -4,6 +4,7 @@ values in the sweep's group), from the gate's cached dataset. The sweep checked 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -53,8 +54,12 @@ def main(argv: list[str]) -> int:
     gpus = None
     if len(argv) == 4 and argv[2] == "--gpus":
         argv, gpus = argv[:2], argv[3]
+    if argv[1:] == ["--array"]:  # an array task of `mhsft sweep --slurm`
+        argv = [argv[0], os.environ.get("SLURM_ARRAY_TASK_ID", "")]
     if len(argv) != 2 or not argv[1].isdigit():
-        ui.error("usage: python -m mhsft.sweep.trial SWEEP_ID N [--gpus IDS] (`mhsft sweep` runs this)")
+        ui.error(
+            "usage: python -m mhsft.sweep.trial SWEEP_ID N [--gpus IDS] | SWEEP_ID --array (`mhsft sweep` runs this)"
+        )
         return 2
     try:
         return run(argv[0], int(argv[1]), Path.cwd(), gpus)
