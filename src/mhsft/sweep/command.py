@@ -137,18 +137,23 @@ def start(
         data_check=data_check,
     )
     sweep.found = _preflight(base, environment, check, timeout)
+    grid = not settings.sampled  # its trials are known now: the points checked are the trials
+    signatures = [prepare.gate_signature(r, cwd) if data_check and grid else "" for r in recipes]
     if data_check:
-        _gates(sweep, _gate_plans(sweep, settings, ref, overrides, environment, cwd), environment, cwd)
+        if grid:
+            plans = list(zip(signatures, recipes, map(label, points), strict=True))
+        else:
+            plans = _sampled_plans(settings, ref, overrides, environment, cwd)
+        _gates(sweep, plans, environment, cwd)
     else:
         ui.warn("--no-data-check: the trials' datasets are not checked; swift drops bad rows silently.")
     frozen = sweep.folder(cwd) / "recipe.toml"
     sweep.folder(cwd).mkdir(parents=True, exist_ok=True)
     frozen.write_text(frozen_recipe(base), encoding="utf-8")
     sweep.recipe, sweep.overrides = str(frozen), []
-    if not settings.sampled:
+    if grid:
         for number, values in enumerate(points):
-            signature = prepare.gate_signature(recipes[number], cwd) if data_check else ""
-            sweep.trials.append(store.Trial(number, values, label(values), signature))
+            sweep.trials.append(store.Trial(number, values, label(values), signatures[number]))
     sweep.supervise()
     sweep.save(cwd)
     ui.info(f"sweep {sweep.id}: {sweep.planned} trial(s), {sweep.parallel} at a time ({sweep.folder(cwd)})")
@@ -161,22 +166,20 @@ def start(
     return run(sweep, cwd, slots, environment, data_check)
 
 
-def _gate_plans(
-    sweep: store.Sweep, settings: Settings, ref: str, overrides: list[str], environment: Environment, cwd: Path
+def _sampled_plans(
+    settings: Settings, ref: str, overrides: list[str], environment: Environment, cwd: Path
 ) -> list[tuple[str, Recipe, str]]:
-    """(signature, recipe, name) of every set of values whose data the gate must check before the first trial."""
+    """(signature, recipe, name) of every set of values a random/tpe sweep may sample whose data the gate must
+    check before the first trial: each combination of the listed values that change the data."""
     space = settings.space
-    if not settings.sampled:
-        points = space.combinations()
-    else:
-        keys = prepare.data_keys(settings, ref, overrides, environment, cwd)
-        ranged = [k for k in keys if k in space.ranges]
-        if ranged:
-            raise MhsftError(
-                f"--range {ranged[0]}: its values change what the dataset gate checks, so each one must be checked "
-                "before the sweep starts. Give it as a list (--grid) instead; random and tpe then pick from it."
-            )
-        points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(space.grid[k] for k in keys))]
+    keys = prepare.data_keys(settings, ref, overrides, environment, cwd)
+    ranged = [k for k in keys if k in space.ranges]
+    if ranged:
+        raise MhsftError(
+            f"--range {ranged[0]}: its values change what the dataset gate checks, so each one must be checked "
+            "before the sweep starts. Give it as a list (--grid) instead; random and tpe then pick from it."
+        )
+    points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(space.grid[k] for k in keys))]
     found = []
     for values in points:
         recipe = prepare.trial_recipe(ref, overrides, values, environment)
@@ -222,7 +225,7 @@ def resume(sweep_id: str, *, check: bool = True, timeout: float = 5.0) -> int:
             settings = Settings(
                 store.space_from(sweep.space), sweep.method, sweep.metric, sweep.direction, sweep.planned
             )
-            plans += _gate_plans(sweep, settings, sweep.recipe, [], environment, cwd)
+            plans += _sampled_plans(settings, sweep.recipe, [], environment, cwd)
         _gates(sweep, plans, environment, cwd)
     if sweep.jobs:
         from mhsft.sweep.array import submit
