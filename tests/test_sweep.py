@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from test_e2e import CHROMIUM, chromium
+
 from conftest import SECRET, local_recipe, mhsft, write
 
 
@@ -195,3 +197,29 @@ def test_tpe_with_a_seed_samples_the_same_trials_again(workdir: Path, env: dict,
     for _, text in values[0]:
         sampled = json.loads(text)
         assert 1e-5 <= sampled["sft.learning_rate"] <= 1e-3 and sampled["sft.lora_rank"] in (4, 8, 16)
+
+
+def sweep_report(workdir: Path, env: dict) -> Path:
+    """A two-trial sweep with the fake swift, and its report's folder."""
+    local_recipe(workdir)
+    result = mhsft("sweep", "r.toml", "--grid", "sft.lora_rank=[4,8]", "--metric", "last_loss", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    sweep_id = show(workdir, env)["id"]
+    written = mhsft("report", "--sweep", sweep_id, env=env, cwd=workdir)
+    assert written.returncode == 0, written.stderr
+    return workdir / ".mhsft" / "sweeps" / sweep_id / "report"
+
+
+def test_the_sweep_report_puts_the_trials_side_by_side(workdir: Path, env: dict, fake_swift) -> None:
+    folder = sweep_report(workdir, env)
+    markdown, page = (folder / "report.md").read_text(), (folder / "report.html").read_text()
+    assert "| setting | 0 r4 (best) | 1 r8 |" in markdown and "| sft.lora_rank | 4 | 8 |" in markdown
+    assert "| last_loss | 1 | 1 |" in markdown and "![train loss of every trial](curves.png)" in markdown
+    assert page.count("<img ") == 1 and page.count("<table>") == 2 and (folder / "curves.png").is_file()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="the browser test needs /usr/bin/chromium")
+def test_the_sweep_report_renders_in_chromium(workdir: Path, env: dict, fake_swift, tmp_path: Path) -> None:
+    folder = sweep_report(workdir, env)
+    dom = chromium(folder.joinpath("report.html").as_uri(), tmp_path / "profile", "--dump-dom")
+    assert dom.count("<img ") == 1 and dom.count("<table>") == 2 and "0 r4 (best)" in dom and "1 r8" in dom

@@ -681,7 +681,8 @@ def board(
 
 @app.command(
     epilog="Examples:\n\n  mhsft report\n\n  mhsft report 20261123-101500-sft-ab12 --samples 10 --out reports/mh\n\n"
-    "  mhsft report --prompts data/probe.jsonl --checkpoint best --swanlab"
+    "  mhsft report --prompts data/probe.jsonl --checkpoint best --swanlab\n\n"
+    "  mhsft report --sweep 20261201-093000-sweep-ab12"
 )
 def report(
     run: RunArg = None,
@@ -712,11 +713,26 @@ def report(
     swanlab: Annotated[
         bool, typer.Option("--swanlab", help="Also log the Markdown to the run's SwanLab experiment as text.")
     ] = False,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep",
+            metavar="ID",
+            show_default=False,
+            help="One report comparing a sweep's trials instead: differing settings, metrics, overlaid curves.",
+        ),
+    ] = None,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Write the experiment report of a training run (default: the newest): set-up, loss curves, checkpoints,
     base vs fine-tuned answers side by side (`swift infer` twice), exports; report.md and a self-contained
     report.html."""
+    if sweep is not None:
+        if run is not None:
+            raise MhsftError(f"--sweep {sweep} reports on the sweep's trials: give either RUN or --sweep, not both.")
+        from mhsft.reporting.trials import sweep_report
+
+        raise typer.Exit(sweep_report(sweep, out, env_file))
     from mhsft.reporting.command import report as write_report
 
     options = {"samples": samples, "prompts": prompts, "checkpoint": checkpoint, "backend": backend}
