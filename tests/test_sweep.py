@@ -7,22 +7,15 @@ import json
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from test_e2e import CHROMIUM, chromium
 
-from conftest import SECRET, local_recipe, mhsft, write
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
+from support.environment import SECRET
+from support.running import local_recipe, mhsft, write
+from support.waiting import wait_until
 
 
 def records(workdir: Path) -> list[dict]:

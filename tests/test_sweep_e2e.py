@@ -10,8 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import SECRET, mhsft, tiny_fixtures, write
-from swanlog import read_starts
+from support.environment import SECRET
+from support.running import mhsft, tiny_fixtures, write
+from support.swanlog import read_starts
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 1800

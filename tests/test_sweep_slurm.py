@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECRET, local_recipe, mhsft, write
-from slurmtest import REASON, everything_slurm_keeps, wait_for
+from support.environment import SECRET
+from support.running import local_recipe, mhsft, write
+from support.slurmtest import REASON, everything_slurm_keeps
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"Slurm tests skipped: {REASON}")
 TIMEOUT = 120
@@ -43,9 +45,9 @@ def test_an_array_task_per_trial_a_cancelled_task_and_resume(workdir: Path, env:
     (job_id,) = sweep["jobs"]
     script = (folder / "array-0.sbatch").read_text()
     assert "#SBATCH --array=0-2%2" in script and f"mhsft.sweep.trial {sweep['id']} --array" in script
-    wait_for(Path(f"{fake_swift.log}.started").exists, TIMEOUT, "trial 1's swift")
+    wait_until(Path(f"{fake_swift.log}.started").exists, TIMEOUT, "trial 1's swift")
     subprocess.run(["scancel", f"{job_id}_1"], check=True)
-    wait_for(lambda: array_over(job_id), TIMEOUT, "the job array to end")
+    wait_until(lambda: array_over(job_id), TIMEOUT, "the job array to end")
     runs = trial_records(workdir)
     assert {n: r["status"] for n, r in runs.items()} == {0: "succeeded", 1: "interrupted", 2: "succeeded"}
     assert sorted(c["env"]["SLURM_ARRAY_TASK_ID"] for c in fake_swift.calls()) == ["0", "1", "2"]
@@ -57,7 +59,7 @@ def test_an_array_task_per_trial_a_cancelled_task_and_resume(workdir: Path, env:
     assert resumed.returncode == 0, resumed.stderr
     again = json.loads((folder / "sweep.json").read_text())["jobs"][1]
     assert "#SBATCH --array=1%2" in (folder / "array-1.sbatch").read_text()
-    wait_for(lambda: array_over(again), TIMEOUT, "the second job array to end")
+    wait_until(lambda: array_over(again), TIMEOUT, "the second job array to end")
     assert trial_records(workdir)[1]["status"] == "succeeded"
     assert len(fake_swift.calls()) == 4  # trials 0, 1, 2, then 1 again
     assert json.loads(mhsft("sweep", "show", "--json", env=env, cwd=workdir).stdout)["status"] == "finished"
