@@ -93,12 +93,7 @@ def report(run_id: str | None, out: Path | None, env_file: Path | None, options:
     info = show.details(record)
     folder = show.run_dir(record)
     dest = out or (folder / "report" if folder else Path(record.output_dir or cwd) / f"report-{record.id}")
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MhsftError(
-            f"--out {dest}: cannot create the folder ({exc.strerror or exc}). Give a writable one."
-        ) from None
+    document.make_folder(dest)
     logged = history.History(train=info["loss"]["train"], eval=info["loss"]["eval"])
     pictures = images.curves(folder, logged)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import html
 from dataclasses import dataclass
+from pathlib import Path
+
+from mhsft.errors import MhsftError
 
 
 @dataclass(frozen=True)
@@ -101,3 +104,13 @@ def to_html(blocks: list[Block], title: str) -> str:
             )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def make_folder(dest: Path) -> None:
+    """Create the report's folder; a one-paragraph error when it cannot be."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MhsftError(
+            f"--out {dest}: cannot create the folder ({exc.strerror or exc}). Give a writable one."
+        ) from None

@@ -79,12 +79,7 @@ def sweep_report(sweep_id: str, out: Path | None, env_file: Path | None) -> int:
     if not any(row["run"] for row in found):
         raise MhsftError(f"sweep {sweep.id} has no trial that has run yet; nothing to compare. `mhsft sweep show`")
     dest = out or sweep.folder(cwd) / "report"
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MhsftError(
-            f"--out {dest}: cannot create the folder ({exc.strerror or exc}). Give a writable one."
-        ) from None
+    document.make_folder(dest)
     blocks = _blocks(sweep, found, cwd)
     for block in blocks:
         if isinstance(block, document.Image):
