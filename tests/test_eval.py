@@ -14,7 +14,7 @@ from mhsft.view.benchmarks import table
 from test_cli_basics import HEAVY, loaded_modules
 
 from support.environment import loopback_only
-from support.running import mhsft, write
+from support.running import local_recipe, mhsft, write
 
 
 def checkpoint(folder: Path, lora: bool = True, args: bool = True) -> Path:
@@ -180,4 +180,20 @@ def test_evalscope_missing_gives_the_install_command(workdir, env, fake_swift) -
     hide = write(workdir / "hide" / "sitecustomize.py", "import sys\nsys.modules['evalscope'] = None\n")
     env = env | {"PYTHONPATH": f"{hide.parent}:{env.get('PYTHONPATH', '')}"}
     refused(mhsft("eval", "-c", str(ckpt), env=env, cwd=workdir), 2, "EvalScope", 'pip install "mhsft[eval]"')
+    assert fake_swift.calls() == []
+
+
+def test_a_failed_evaluation_after_training_leaves_the_training_succeeded(workdir, env, fake_swift) -> None:
+    local_recipe(workdir, "[eval]\nafter_train = true\n")
+    result = mhsft("train", "r.toml", "--no-preflight", env=env, cwd=workdir)  # the fake checkpoints: no args.json
+    assert result.returncode == 0, result.stderr
+    assert "the evaluation after training failed" in result.stderr and "mhsft eval " in result.stderr
+    (path,) = (workdir / ".mhsft" / "runs").glob("*-sft-*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "succeeded" and "args.json" in record["extra"]["eval_error"]
+    assert result.stderr.strip().splitlines()[-1].startswith(f"run {record['id']}: succeeded (swift exit 0)")
+
+
+def test_a_target_that_is_neither_a_recipe_nor_a_run_is_refused(workdir, env, fake_swift) -> None:
+    refused(mhsft("eval", "nosuch", env=env, cwd=workdir), 2, "nosuch: not a recipe file", "recorded run id")
     assert fake_swift.calls() == []

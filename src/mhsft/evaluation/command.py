@@ -78,7 +78,13 @@ def target_for(ref: str | None, overrides: list[str], env_file: Path | None, che
 
     if ref is None or Path(ref).is_file() or builtin.path(ref) is not None or ref.endswith(".toml"):
         return resolve_target(ref, overrides, env_file, checkpoint, None)
-    record = find(Path.cwd(), ref)
+    try:
+        record = find(Path.cwd(), ref)
+    except MhsftError as exc:
+        raise MhsftError(
+            f"{ref}: not a recipe file, a built-in recipe (`mhsft recipes list`) or a recorded run id "
+            f"({exc.message.split(': ', 1)[-1]})"
+        ) from None
     target = resolve_target(None, [], env_file, checkpoint, record.id)
     if overrides and not record.recipe:
         raise MhsftError(f"--set needs a recipe, and run {record.id} records none; give the recipe instead.")
@@ -289,10 +295,11 @@ def after_training(recipe: Recipe, environment: Environment) -> Callable[[RunRec
         try:
             checkpoint = checkpoints.resolve("latest", Path.cwd(), record)
             evaluate(Target(environment, recipe, checkpoint, record), Request())
-        except MhsftError as exc:
-            ui.warn(f"the evaluation after training failed: {exc.message} The training succeeded; retry with "
+        except Exception as exc:  # whatever went wrong, the training itself succeeded
+            message = exc.message if isinstance(exc, MhsftError) else f"{type(exc).__name__}: {exc}"
+            ui.warn(f"the evaluation after training failed: {message} The training succeeded; retry with "
                     f"`mhsft eval {record.id}`.")  # fmt: skip
-            record.extra["eval_error"] = exc.message
+            record.extra["eval_error"] = message
             record.try_save()
 
     return run
