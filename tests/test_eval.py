@@ -4,6 +4,7 @@ for one or two servers, and every bad input refused before swift starts (exit 2 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -197,3 +198,24 @@ def test_a_failed_evaluation_after_training_leaves_the_training_succeeded(workdi
 def test_a_target_that_is_neither_a_recipe_nor_a_run_is_refused(workdir, env, fake_swift) -> None:
     refused(mhsft("eval", "nosuch", env=env, cwd=workdir), 2, "nosuch: not a recipe file", "recorded run id")
     assert fake_swift.calls() == []
+
+
+def test_runs_show_and_compare_list_the_recorded_scores(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    for lora_rank, tuned in ((8, 0.25), (16, 0.5)):
+        assert mhsft("train", "r.toml", "--set", f"sft.lora_rank={lora_rank}", env=env, cwd=workdir).returncode == 0
+        path = max((workdir / ".mhsft" / "runs").glob("*-sft-*.json"))
+        record = json.loads(path.read_text())
+        row = {"benchmark": "general_qa", "metric": "rouge-l-recall", "base": 0.125, "finetuned": tuned,
+               "delta": tuned - 0.125, "samples": 8, "metrics": {}}  # fmt: skip
+        record["extra"]["eval"] = {"evaluated_at": "2026-12-01T10:00:00", "benchmarks": [row]}
+        path.write_text(json.dumps(record))
+    first, second = sorted(p.stem for p in (workdir / ".mhsft" / "runs").glob("*-sft-*.json"))
+    shown = mhsft("runs", "show", second, env=env, cwd=workdir).stdout
+    assert "benchmarks (mhsft eval, 2026-12-01 10:00:00):" in shown
+    assert "general_qa  rouge-l-recall  0.1250  0.5000      +0.3750  8" in shown
+    assert json.loads(mhsft("runs", "show", second, "--json", env=env, cwd=workdir).stdout)["eval"]["benchmarks"] == [
+        row
+    ]
+    compared = mhsft("runs", "compare", first, second, env=env | {"COLUMNS": "200"}, cwd=workdir).stdout
+    assert re.search(r"eval general_qa\s+│ 0\.2500 \(\+0\.1250\)\s+│ 0\.5000 \(\+0\.3750\)", compared)

@@ -17,9 +17,10 @@ from test_e2e import records
 
 from support.running import mhsft, tiny_fixtures, write
 from support.swanlog import read_scalars
+from support.waiting import scaled
 
 pytestmark = pytest.mark.e2e
-TIMEOUT = 900
+TIMEOUT = scaled(900)
 SETTINGS = ["--set", "eval.eval_limit=4", "--set", "eval.eval_generation_config={max_tokens = 8}"]
 MCQ = "id,question,A,B,C,D,answer\n1,What is two plus zero?,1,2,3,4,B\n2,Which is a fruit?,cat,dog,apple,blue,C\n"
 
