@@ -153,7 +153,7 @@ def _servers(target: Target, saved: dict[str, Any], deploy: dict[str, Any], requ
     return servers
 
 
-def _score(server: Server, served: str, spec: dict[str, Any], out: Path, environment: Any) -> None:
+def _score(server: Server, served: str, spec: dict[str, Any], out: Path, environment: Environment) -> None:
     """Run EvalScope for one served model in a child process (bounded); its output goes to a log."""
     who = server.models[served]
     work = out / who
