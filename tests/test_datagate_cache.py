@@ -150,3 +150,12 @@ def test_stale_temporary_folders_of_dead_checks_are_removed(recipe, workdir, mon
     elsewhere = write(store / f".tmp-other-host.{int(dead.stdout)}.ghi789" / "x", "x").parent
     run(recipe, workdir, Export(), monkeypatch)
     assert not stale.exists() and live.exists() and elsewhere.exists()
+
+
+def test_max_length_is_in_the_key_though_the_export_runs_without_it(recipe, workdir, monkeypatch) -> None:
+    short, long = (validate(load("r.toml", Environment(values={}), [f"sft.max_length={n}"])) for n in (8, 512))
+    assert gate_spec(short, workdir).args == gate_spec(long, workdir).args  # the export keeps every row's length
+    export = Export()
+    assert run(short, workdir, export, monkeypatch)["train_rows"] == 0  # every row is 10 tokens
+    again = run(long, workdir, export, monkeypatch)
+    assert (again["cache_hit"], again["train_rows"], export.calls) == (False, ROWS, 2)

@@ -108,11 +108,14 @@ class GateSpec:
         return {name: _digest(name).hex() for name in self.local_files}
 
     def key_of(self, digests: dict[str, str]) -> str:
-        """Everything that changes the result: arguments, file contents (`digests`), tokenizer files, versions."""
+        """Everything that changes the result: arguments, max_length (the report applies it), file contents
+        (`digests`), tokenizer files, versions."""
         h = hashlib.sha256()
         h.update(
             json.dumps(
-                [self.args, self.packing, __version__, package_version("ms-swift")], sort_keys=True, default=str
+                [self.args, self.packing, self.max_length, __version__, package_version("ms-swift")],
+                sort_keys=True,
+                default=str,
             ).encode()
         )
         for name, digest in digests.items():
