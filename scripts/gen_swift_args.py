@@ -42,8 +42,18 @@ def _kind(action: argparse.Action, annotation: object) -> str:
     return "str"
 
 
+def _plain(value: object) -> bool:
+    """A default worth recording: set, and JSON as it is (enum members and callables are not)."""
+    if value is None or value == argparse.SUPPRESS:
+        return False
+    try:
+        return json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        return False
+
+
 def describe(class_name: str) -> dict[str, dict]:
-    """Name -> {kind, list, choices} for every option swift's parser accepts for one argument class."""
+    """Name -> {kind, list, choices, default} for every option swift's parser accepts for one argument class."""
     import swift.arguments
     from swift.utils.utils import _patch_get_type_hints
     from transformers import HfArgumentParser
@@ -61,6 +71,8 @@ def describe(class_name: str) -> dict[str, dict]:
         entry: dict = {"kind": _kind(action, hints.get(action.dest)), "list": action.nargs in ("+", "*")}
         if action.choices:
             entry["choices"] = [c for c in action.choices if c is not None]
+        if _plain(action.default):
+            entry["default"] = action.default
         out[action.dest] = entry
     return dict(sorted(out.items()))
 

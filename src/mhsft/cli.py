@@ -936,6 +936,47 @@ def recipes_show(recipe: RecipeArg, set_: SetOpt = [], env_file: EnvFileOpt = No
 
 
 @recipes_app.command(
+    "import",
+    epilog="Examples:\n\n  mhsft recipes import train.sh -o recipes/mine.toml\n\n"
+    "  mhsft recipes import sft_config.yaml -o mine\n\n  mhsft recipes import output/v0-20261123-101500 -o again\n\n"
+    "  pbpaste | mhsft recipes import - -o mine",
+)
+def recipes_import(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A shell script or a quoted `swift sft ...` line (`-` reads stdin), a swift YAML/JSON config, "
+            "or a run folder / args.json.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", show_default=False, help="Write the recipe here (default: print it)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Turn existing swift commands into a recipe, saying what changed and why; secrets become .env lines."""
+    from mhsft.recipe.swift_import import import_source, write
+
+    imported = import_source(source, sys.stdin.read() if source == "-" else None)
+    ui.hide(value for _, value in imported.dotenv)
+    for note in imported.notes:
+        ui.info(f"changed: {note}")
+    text = imported.toml(source)
+    if output is None:
+        ui.echo(text)
+    else:
+        dest = write(text, output, force)
+        ui.info(f"wrote {dest}; check it with: mhsft train {dest} --dry-run")
+    if imported.dotenv:
+        ui.warn(
+            "secrets never go in a recipe: write these lines in .env (values masked here; put the real ones, "
+            "or keep ${VAR} to read them from your environment):\n  " + "\n  ".join(imported.env_lines())
+        )
+
+
+@recipes_app.command(
     "new",
     epilog="Examples:\n\n  mhsft recipes new my-run --from qwen7b\n\n  mhsft recipes new recipes/big --from qwen32b",
 )

@@ -17,12 +17,14 @@ COMMANDS = ("sft", "infer", "deploy", "export", "eval")
 
 @dataclass(frozen=True)
 class ArgSpec:
-    """One `--name` of a swift command: `kind` is bool|int|float|str|json; `list` means nargs='+'."""
+    """One `--name` of a swift command: `kind` is bool|int|float|str|json; `list` means nargs='+'; `default` is
+    the parser's default (None when unset or not JSON)."""
 
     name: str
     kind: str
     list: bool = False
     choices: tuple[object, ...] = ()
+    default: object = None
 
 
 @cache
@@ -39,7 +41,7 @@ def swift_version() -> str:
 def specs(command: str) -> dict[str, ArgSpec]:
     """All arguments of `swift <command>`."""
     return {
-        name: ArgSpec(name, raw["kind"], raw["list"], tuple(raw.get("choices", ())))
+        name: ArgSpec(name, raw["kind"], raw["list"], tuple(raw.get("choices", ())), raw.get("default"))
         for name, raw in _data()["commands"][command].items()
     }
 
