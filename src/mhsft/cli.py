@@ -960,10 +960,10 @@ def recipes_import(
     from mhsft.recipe.swift_import import import_source, write
 
     imported = import_source(source, sys.stdin.read() if source == "-" else None)
-    ui.hide(value for _, value in imported.dotenv)
+    ui.hide(imported.literal_secrets())
     for note in imported.notes:
         ui.info(f"changed: {note}")
-    text = imported.toml(source)
+    text = imported.toml()
     if output is None:
         ui.echo(text)
     else:

@@ -44,15 +44,20 @@ class Imported:
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     dotenv: list[tuple[str, str]] = field(default_factory=list)
+    origin: str = ""
 
     def table(self, section: str) -> dict[str, Any]:
         return self.data.setdefault(section, {})
 
-    def toml(self, source: str) -> str:
+    def toml(self) -> str:
         """The recipe file: a header naming the source and the notes as comments, then the tables."""
-        header = [f"# imported from {source} by `mhsft recipes import`", *(f"# - {n}" for n in self.notes)]
-        body = dumps({"description": f"imported from {source}", **self.data})
+        header = [f"# imported from {self.origin} by `mhsft recipes import`", *(f"# - {n}" for n in self.notes)]
+        body = dumps({"description": f"imported from {self.origin}", **self.data})
         return "\n".join(line.replace("\n", " ") for line in header) + "\n\n" + body
+
+    def literal_secrets(self) -> list[str]:
+        """The secret values written out in the source (not `${VAR}` references): never to be printed."""
+        return [value for _, value in self.dotenv if not value.startswith("${")]
 
     def env_lines(self) -> list[str]:
         """The `.env` lines to show: a literal secret masked, a `${VAR}` reference as written."""
@@ -446,6 +451,7 @@ def from_commands(commands: list[Command], where: str) -> Imported:
             seen.add(cmd.name)
             translate(out, cmd, trainings[0].env)
     out.data = {s: out.data[s] for s in ORDER if out.data.get(s)}
+    out.origin = where
     return out
 
 
@@ -519,7 +525,7 @@ def import_source(source: str, stdin: str | None = None) -> Imported:
         path = found
     if not path.is_file():
         if "swift" in source.split():
-            return from_shell(source, "the command line")
+            return from_shell(source, "a pasted command")
         raise MhsftError(
             f"{source}: no such file or folder. Give a shell script, a swift YAML/JSON config, a run folder, "
             "`-` to read a pasted command from stdin, or the command itself in quotes."
