@@ -321,3 +321,45 @@ def test_an_option_like_value_is_named_by_its_head_only(workdir: Path) -> None:
     assert "[sft] system: the value starts with a dash" in message
     assert "sk-test" not in message and "tail" not in message  # nothing of a value that names no option
     assert "[sft] system: the value ('--lora_r') starts" in failure(workdir, '[sft]\nsystem = "--lora_r=4"\n')
+
+
+def test_every_problem_is_reported_in_one_run(workdir: Path) -> None:
+    message = failure(workdir, "[sft]\nlearnin_rate = 1e-4\nnum_train_epoch = 2\n[swanlab]\nprojct = 'x'\n")
+    assert message.startswith("r.toml has 3 problems; fix them all:")
+    for typo, fix in (
+        ("learnin_rate", "learning_rate"),
+        ("num_train_epoch", "num_train_epochs"),
+        ("projct", "project"),
+    ):
+        assert f"{typo}:" in message and f"`{fix}`" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected", "misleading"),
+    [
+        ("[launch]\nlora_rank = 8\n", "`lora_rank` is a `swift sft` argument: move it under [sft].", "`node_rank`"),
+        (
+            "[infer]\nlearning_rate = 1e-4\n",
+            "`learning_rate` is a `swift sft` argument: move it under [sft].",
+            "packing",
+        ),
+        ("[infer]\nbackend = 'vllm'\n", "Did you mean `infer_backend`?", "ddp_backend"),
+        ("[deploy]\nbackend = 'vllm'\n", "Did you mean `infer_backend`?", "ddp_backend"),
+        ("[sft]\ngpus = '0'\n", "`gpus` is a [launch] key: move it under [launch].", "Did you mean"),
+        ("[launch]\nproject = 'p'\n", "`project` is a [swanlab] key: move it under [swanlab].", "Did you mean"),
+        ("[swanlab]\nswanlab_mode = 'local'\n", "Write it as `mode`", "Did you mean"),
+        ("[sft]\nswanlab_mode = 'local'\n", "write `mode = ...` there", "Did you mean"),
+    ],
+)
+def test_a_key_in_the_wrong_section_names_its_section(workdir: Path, body: str, expected: str, misleading: str) -> None:
+    message = failure(workdir, body)
+    assert expected in message and misleading not in message
+
+
+def test_a_swift_argument_above_every_table_says_move_it_under_sft(workdir: Path) -> None:
+    message = failure(workdir, "learning_rate = 1e-4\n[sft]\nlora_rnk = 8\n")
+    assert (
+        "unknown section or top-level key `learning_rate`. `learning_rate` is a `swift sft` argument: move it "
+        "under [sft]." in message
+    )
+    assert "lora_rnk" in message  # reported in the same run

@@ -55,6 +55,7 @@ class RawRecipe:
     data: dict[str, Any]
     origins: dict[str, str] = field(default_factory=dict)
     chain: list[Path] = field(default_factory=list)
+    stray: list[tuple[Path, str]] = field(default_factory=list)  # unknown top-level keys (file, key)
 
     def where(self, section: str, key: str | None = None) -> str:
         """'recipes/x.toml, [sft] model' for messages."""
@@ -159,23 +160,18 @@ def read_toml(path: Path, role: str = "recipe") -> dict[str, Any]:
 
 
 def _check_layout(data: dict[str, Any], path: Path) -> None:
+    """Refuse a top-level key or section of the wrong type (unknown top-level keys go to `RawRecipe.stray`, which
+    validation reports together with every other problem)."""
     for key, value in data.items():
         if key in TOP_KEYS:
             if not isinstance(value, str):
                 raise MhsftError(
                     f'{display(path)}, `{key}`: expected a string, got {type_name(value)}. Write it as {key} = "...".'
                 )
-        elif key in SECTIONS:
-            if not isinstance(value, dict):
-                raise MhsftError(
-                    f"{display(path)}, `{key}`: expected a table [{key}], got {type_name(value)}. "
-                    f"Write the section as [{key}] followed by key = value lines."
-                )
-        else:
+        elif key in SECTIONS and not isinstance(value, dict):
             raise MhsftError(
-                f"{display(path)}: unknown section or top-level key `{key}`."
-                f"{suggest(key, TOP_KEYS + SECTIONS)} Recipes have the top-level keys "
-                f"{', '.join(TOP_KEYS)} and the sections {', '.join(f'[{s}]' for s in SECTIONS)}."
+                f"{display(path)}, `{key}`: expected a table [{key}], got {type_name(value)}. "
+                f"Write the section as [{key}] followed by key = value lines."
             )
 
 
@@ -292,6 +288,7 @@ def load(ref: str, env: Environment, overrides: list[str] | tuple[str, ...] = ()
         )
     chain = _load_chain(path, ())
     recipe = RawRecipe(path=path, data={s: {} for s in SECTIONS}, chain=[p for p, _ in chain])
+    recipe.stray = [(p, key) for p, d in chain for key in d if key not in TOP_KEYS + SECTIONS]
     layers = [(DEFAULT_ORIGIN, DEFAULTS)] + [(display(p), d) for p, d in chain]
     for origin, data in layers:
         for section in SECTIONS:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mhsft.environment import is_secret_key, is_secret_name
+from mhsft.errors import MhsftError
+from mhsft.paths import display
 from mhsft.recipe.argv import MAYBE_PATH_KEYS, PATH_KEYS
-from mhsft.recipe.load import SECTIONS, RawRecipe, type_name
+from mhsft.recipe.load import SECTIONS, TOP_KEYS, RawRecipe, type_name
 from mhsft.recipe.model import DATA_CHECK_KEYS, DataBudget, Recipe, SlurmSettings, SwanlabSettings
 from mhsft.recipe.swift_args import COMMANDS, ArgSpec, specs, suggest, swift_version
 from mhsft.recipe.values import (
@@ -101,6 +105,54 @@ NAME_MAX = 255  # bytes in one file or folder name
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class Problems:
+    """Every problem found in a recipe, so that one run of `validate` reports them all."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    @contextmanager
+    def each(self) -> Iterator[None]:
+        """Note the `MhsftError` raised inside, and go on."""
+        try:
+            yield
+        except MhsftError as exc:
+            self.messages.append(exc.message)
+
+    def raise_any(self, raw: RawRecipe) -> None:
+        if len(self.messages) == 1:
+            raise MhsftError(self.messages[0])
+        if self.messages:
+            listed = "\n".join(f"  - {m}" for m in self.messages)
+            raise MhsftError(f"{display(raw.path)} has {len(self.messages)} problems; fix them all:\n{listed}")
+
+
+def home_section(key: str, section: str | None = None) -> str | None:
+    """The recipe section that takes `key` when `section` does not: mhsft's own tables first, then a swift
+    command's (`swanlab_mode` belongs in [swanlab], as `mode`)."""
+    if key.startswith("swanlab_") and key.removeprefix("swanlab_") in SWANLAB_KEYS:
+        return "swanlab"
+    tables = {"launch": LAUNCH_KEYS, "swanlab": SWANLAB_KEYS, "slurm": SLURM_KEYS, "data_check": DATA_CHECK_KEYS}
+    homes = [s for s, keys in tables.items() if key in keys] + [s for s in COMMANDS if key in specs(s)]
+    homes = [h for h in homes if h != section]
+    return homes[0] if homes else None
+
+
+def moved(key: str, section: str | None = None) -> str:
+    """' `lora_rank` is a `swift sft` argument: move it under [sft].' when another section takes `key`, else ''."""
+    home = home_section(key, section)
+    name = key.removeprefix("swanlab_") if home == "swanlab" else key
+    if home is None or home == section:
+        return f" Write it as `{name}`: [{home}] keys have no swanlab_ prefix." if home else ""
+    what = f"a `swift {home}` argument" if home in COMMANDS else f"a [{home}] key"
+    return f" `{key}` is {what}: move it under [{home}]" + (f" as `{name}`." if name != key else ".")
+
+
+def _unknown(section: str, key: str, keys: Iterable[str]) -> str:
+    """The message for a key [section] does not take: where it belongs, else the closest name."""
+    return f"unknown [{section}] key.{moved(key, section) or suggest(key, list(keys))} The keys are {', '.join(keys)}."
+
+
 def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> tuple[str, str | None]:
     """The 4.6 name for `key` in a swift section, plus a warning when an old name was translated."""
     where = raw.where(section, key)
@@ -141,21 +193,23 @@ def _swift_key(raw: RawRecipe, section: str, key: str, backend: str | None) -> t
             "vllm_tensor_parallel_size).",
         )
     prefixed = sorted(k for k in known if k.startswith(key))
-    if prefixed:
+    if prefixed and not moved(key, section):
         raise error(
             where,
             f"not an argument of `swift {section}` in ms-swift {swift_version()}. Did you mean "
             f"`{prefixed[0]}`? Names must match exactly: swift's parser would silently take "
             f"`{key}` as `{prefixed[0]}`.",
         )
+    named = next((f" Did you mean `{n}`?" for n in (f"{section}_{key}", f"infer_{key}") if n in known), "")
     raise error(
         where,
-        f"not an argument of `swift {section}` in ms-swift {swift_version()}.{suggest(key, known)}"
+        f"not an argument of `swift {section}` in ms-swift {swift_version()}."
+        f"{named or moved(key, section) or suggest(key, known)}"
         f" See `swift {section} --help` or the ms-swift command-line docs for the names.",
     )
 
 
-def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[str, Any]:
+def _swift_section(raw: RawRecipe, section: str, warnings: list[str], problems: Problems) -> dict[str, Any]:
     table = raw.data[section]
     backend = table.get("infer_backend")
     if section in ("infer", "deploy") and isinstance(backend, str):
@@ -165,17 +219,19 @@ def _swift_section(raw: RawRecipe, section: str, warnings: list[str]) -> dict[st
     for key, value in table.items():
         if section == "eval" and key in EVAL_OWN_KEYS:
             continue
-        if section == "eval" and key in EVAL_REFUSED:
-            raise error(raw.where(section, key), f"{EVAL_REFUSED[key]}.")
-        name, warning = _swift_key(raw, section, key, backend)
-        if warning:
-            warnings.append(warning)
-        if name == "infer_backend":
-            value = backend
-        spec: ArgSpec = specs(section)[name]
-        out[name] = check_value(spec.kind, spec.list, spec.choices, value, raw.where(section, key))
-        if name in PATH_KEYS | MAYBE_PATH_KEYS:
-            _check_paths(out[name], raw.where(section, key))
+        with problems.each():
+            if section == "eval" and key in EVAL_REFUSED:
+                raise error(raw.where(section, key), f"{EVAL_REFUSED[key]}.")
+            name, warning = _swift_key(raw, section, key, backend)
+            if warning:
+                warnings.append(warning)
+            if name == "infer_backend":
+                value = backend
+            spec: ArgSpec = specs(section)[name]
+            checked = check_value(spec.kind, spec.list, spec.choices, value, raw.where(section, key))
+            if name in PATH_KEYS | MAYBE_PATH_KEYS:
+                _check_paths(checked, raw.where(section, key))
+            out[name] = checked
     return out
 
 
@@ -247,9 +303,7 @@ def _swanlab(raw: RawRecipe) -> SwanlabSettings:
         if is_secret_key("swanlab", key):
             raise error(where, "secrets never go in a recipe. Put the SwanLab key in .env as SWANLAB_API_KEY.")
         if key not in SWANLAB_KEYS:
-            raise error(
-                where, f"unknown [swanlab] key.{suggest(key, SWANLAB_KEYS)} The keys are {', '.join(SWANLAB_KEYS)}."
-            )
+            raise error(where, _unknown("swanlab", key, SWANLAB_KEYS))
         kind, choices = SWANLAB_KEYS[key]
         values[key] = str(check_value(kind, False, choices, value, where)).strip() or None
     if not values.get("project"):
@@ -294,9 +348,7 @@ def _launch(raw: RawRecipe) -> dict[str, str]:
     for key, value in raw.data["launch"].items():
         where = raw.where("launch", key)
         if key not in LAUNCH_KEYS:
-            raise error(
-                where, f"unknown [launch] key.{suggest(key, LAUNCH_KEYS)} The keys are {', '.join(LAUNCH_KEYS)}."
-            )
+            raise error(where, _unknown("launch", key, LAUNCH_KEYS))
         kind, var = LAUNCH_KEYS[key]
         if key == "gpus" and isinstance(value, list):
             value = ",".join(str(check_value("int", False, (), v, where)) for v in value)
@@ -344,7 +396,7 @@ def _slurm(raw: RawRecipe, launch_env: dict[str, str]) -> SlurmSettings | None:
     for key, value in raw.data["slurm"].items():
         where = raw.where("slurm", key)
         if key not in SLURM_KEYS:
-            raise error(where, f"unknown [slurm] key.{suggest(key, SLURM_KEYS)} The keys are {', '.join(SLURM_KEYS)}.")
+            raise error(where, _unknown("slurm", key, SLURM_KEYS))
         values[key] = _slurm_value(SLURM_KEYS[key], value, where)
         if SLURM_KEYS[key] == "str":
             values[key] = str(values[key]).strip() or None
@@ -401,10 +453,7 @@ def _data_check(raw: RawRecipe) -> DataBudget:
     for key, value in raw.data["data_check"].items():
         where = raw.where("data_check", key)
         if key not in DATA_CHECK_KEYS:
-            raise error(
-                where,
-                f"unknown [data_check] key.{suggest(key, DATA_CHECK_KEYS)} The keys are {', '.join(DATA_CHECK_KEYS)}.",
-            )
+            raise error(where, _unknown("data_check", key, DATA_CHECK_KEYS))
         check_value("float", False, (), value, where, argv=False)  # never on a command line: -inf is a number
         if not 0 <= value <= 1:
             raise error(
@@ -429,27 +478,66 @@ def _name(raw: RawRecipe) -> str:
     return name
 
 
+def _stray(raw: RawRecipe, problems: Problems) -> None:
+    """Unknown top-level keys: say which section takes a swift argument written above every table."""
+    for path, key in raw.stray:
+        hint = moved(key) or suggest(key, TOP_KEYS + SECTIONS)
+        problems.messages.append(
+            f"{display(path)}: unknown section or top-level key `{key}`.{hint} Recipes have the top-level keys "
+            f"{', '.join(TOP_KEYS)} and the sections {', '.join(f'[{s}]' for s in SECTIONS)}."
+        )
+
+
+def _key_names(raw: RawRecipe, problems: Problems) -> set[str]:
+    """Unknown keys of mhsft's own sections, all of them; returns the sections that have one."""
+    tables = {"launch": LAUNCH_KEYS, "swanlab": SWANLAB_KEYS, "slurm": SLURM_KEYS, "data_check": DATA_CHECK_KEYS}
+    failed = set()
+    for section, keys in tables.items():
+        for key in raw.data[section]:
+            if key not in keys and not is_secret_key(section, key):
+                problems.messages.append(f"{raw.where(section, key)}: {_unknown(section, key, keys)}")
+                failed.add(section)
+    return failed
+
+
 def validate(raw: RawRecipe) -> Recipe:
-    """Check every section of a loaded recipe; raise `MhsftError` naming the file, section and key."""
-    warnings: list[str] = []
-    args = {section: _swift_section(raw, section, warnings) for section in COMMANDS}
-    _check_sft(raw, args["sft"])
-    after_train = _check_eval(raw, args["eval"])
+    """Check every section of a loaded recipe; raise one `MhsftError` naming the file, section and key of every
+    problem found."""
+    problems, warnings = Problems(), []
+    _stray(raw, problems)
+    args = {section: _swift_section(raw, section, warnings, problems) for section in COMMANDS}
+    broken = {k.replace("-", "_") for k in raw.data["sft"]} - set(args["sft"])  # already reported
+    if not broken & {"model", "dataset", "cached_dataset", "packing", "padding_free", "attn_impl"}:
+        with problems.each():
+            _check_sft(raw, args["sft"])
+    failed = _key_names(raw, problems)
+    built: dict[str, Any] = {}
+    steps = {"swanlab": _swanlab, "launch": _launch, "env": _env, "data_check": _data_check}
+    for section, step in steps.items():
+        if section not in failed:
+            with problems.each():
+                built[section] = step(raw)
+    if "slurm" not in failed and "launch" in built:
+        with problems.each():
+            built["slurm"] = _slurm(raw, built["launch"])
+    for key, step in (("name", _name), ("eval", lambda r: _check_eval(r, args["eval"]))):
+        with problems.each():
+            built[key] = step(raw)
+    problems.raise_any(raw)
     resolved = {k: raw.data[k] for k in ("name", "description") if k in raw.data}
     resolved |= {s: raw.data[s] for s in SECTIONS if raw.data[s]}
-    launch_env = _launch(raw)
     return Recipe(
-        name=_name(raw),
+        name=built["name"],
         description=str(raw.data.get("description", "")),
         path=raw.path,
         chain=tuple(raw.chain),
-        swanlab=_swanlab(raw),
-        launch_env=launch_env,
-        env=_env(raw),
+        swanlab=built["swanlab"],
+        launch_env=built["launch"],
+        env=built["env"],
         args=args,
         warnings=tuple(warnings),
         resolved=resolved,
-        data_check=_data_check(raw),
-        slurm=_slurm(raw, launch_env),
-        eval_after_train=after_train,
+        data_check=built["data_check"],
+        slurm=built["slurm"],
+        eval_after_train=built["eval"],
     )
