@@ -162,3 +162,24 @@ def test_a_folder_named_like_a_builtin_does_not_hide_it(workdir: Path) -> None:
     (workdir / "mine").mkdir()
     with pytest.raises(MhsftError, match="cannot be read"):
         load("mine", ENV)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("sft.dataset=[a.jsonl]", "at character 2 of the value"),
+        ("sft.columns={query = q", "at character 10 of the value"),
+        ('sft.system="unclosed', "sft.system"),
+        ("sft.system='a' 'b'", "sft.system"),
+    ],
+)
+def test_a_set_value_that_starts_like_toml_but_does_not_parse_is_an_error(text: str, where: str) -> None:
+    """`[a.jsonl]` unquoted once became the string '[a.jsonl]', a hub dataset id the gate tried to download."""
+    with pytest.raises(MhsftError) as err:
+        parse_override(text)
+    assert "not valid TOML" in err.value.message and where in err.value.message
+
+
+def test_a_set_value_that_is_plain_text_stays_a_string() -> None:
+    assert parse_override("sft.model=org/model-[v2]") == ("sft", "model", "org/model-[v2]")
+    assert parse_override("swanlab.exp_name=it's") == ("swanlab", "exp_name", "it's")

@@ -218,6 +218,14 @@ def _load_chain(path: Path, stack: tuple[Path, ...]) -> list[tuple[Path, dict[st
     return [*_load_chain(parent, (*stack, path)), (path, data)]
 
 
+def _in_value(message: str) -> str:
+    """A TOML error about `v = VALUE` with its position counted in VALUE."""
+    found = re.search(r"\(at line 1, column (\d+)\)", message)
+    if not found:
+        return message.replace(" (at end of document)", " (at the end of the value)")
+    return message[: found.start()] + f"(at character {int(found.group(1)) - 4} of the value)"
+
+
 def parse_override(text: str) -> tuple[str, str | None, Any]:
     """`section.key=value` -> (section, key, value); value in TOML syntax, else taken as a plain string."""
     if "=" not in text:
@@ -238,7 +246,12 @@ def parse_override(text: str) -> tuple[str, str | None, Any]:
         )
     try:
         value = loads(f"v = {raw}", f"--set {target.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if raw.strip()[:1] in ("[", "{", '"', "'"):  # meant as TOML: a plain string would hide the mistake
+            raise MhsftError(
+                f"--set {text!r}: the value starts like a TOML array, table or quoted string but is not valid TOML "
+                f"({_in_value(str(exc))}). Quote each item, e.g. --set 'sft.dataset=[\"a.jsonl\"]'."
+            ) from None
         value = raw
     return section, key.strip(), value
 
