@@ -31,7 +31,7 @@ app = typer.Typer(
     epilog="Examples:  mhsft train recipes/qwen7b.toml --dry-run  |  mhsft infer --backend lmdeploy  |  "
     "mhsft export --merge-lora  |  mhsft doctor",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="rich",  # help is rich markup: write a literal [word] as \\[word] (tests/test_help.py)
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
@@ -74,7 +74,7 @@ RecipeArg = Annotated[
 OptRecipeArg = Annotated[
     str | None,
     typer.Argument(
-        help="Recipe whose [section] gives defaults (and whose output_dir is searched for checkpoints).",
+        help="Recipe whose \\[section] gives defaults (and whose output_dir is searched for checkpoints).",
         show_default=False,
     ),
 ]
@@ -223,7 +223,7 @@ def _after_training(recipe: "Recipe", environment: "Environment") -> "Callable[[
 def submit(
     recipe: RecipeArg,
     nodes: Annotated[
-        int | None, typer.Option("--nodes", "-N", min=1, help="Number of nodes ([slurm] nodes).", show_default=False)
+        int | None, typer.Option("--nodes", "-N", min=1, help="Number of nodes (\\[slurm] nodes).", show_default=False)
     ] = None,
     set_: SetOpt = [],  # noqa: B006
     env_file: EnvFileOpt = None,
@@ -805,7 +805,7 @@ def data_check(
     json_: Annotated[bool, typer.Option("--json", help="Print the report as JSON (schema in README).")] = False,
 ) -> None:
     """Read, standardise and tokenise the recipe's datasets as `swift sft` would (no GPU, no weights) and report
-    rows kept/dropped with causes, token lengths, packing and steps; exit 4 when over the [data_check] budget."""
+    rows kept/dropped with causes, token lengths, packing and steps; exit 4 when over the \\[data_check] budget."""
     from mhsft.datagate.command import data_check as run_data_check
 
     raise typer.Exit(run_data_check(recipe, set_, env_file, json_))
