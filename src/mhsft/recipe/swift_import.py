@@ -34,6 +34,7 @@ SWIFT_DEFAULT_REPORTERS = ["tensorboard"]
 _SHELL_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 MAX_SOURCE_BYTES = 1 << 20
+FIRST = ("model", "model_type", "template", "tuner_type", "dataset", "val_dataset", "cached_dataset", "output_dir")
 _VERSION_DIR = re.compile(r"/v\d+-\d{8}-\d{6}/?$")
 
 
@@ -273,6 +274,7 @@ def command_from_args_json(args: dict[str, Any], where: str, notes: list[str]) -
         flags.append((key, config_tokens(value)))
     if filled:
         notes.append(f"{where}: left out what swift derived itself from the other arguments: {', '.join(filled)}.")
+    flags.sort(key=lambda flag: FIRST.index(flag[0]) if flag[0] in FIRST else len(FIRST))  # as a person writes it
     return Command("sft", {}, flags, where)
 
 
