@@ -203,3 +203,20 @@ def test_recipes_new_refuses_odd_destinations(workdir, env, name) -> None:
     write(workdir / "a-file", "")
     result = mhsft("recipes", "new", name, env=env, cwd=workdir)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_an_exported_swanlab_project_fills_the_recipes_variable_and_reaches_no_child(
+    workdir, env, fake_swift: FakeSwift
+) -> None:
+    """The team convention `export SWANLAB_PROJECT=...` with `project = "${SWANLAB_PROJECT:-mh-sft}"`: swanlab
+    fails on that variable as a plain string, so mhsft renders the project itself and leaves it out of children."""
+    path = local_recipe(workdir, mode="local")
+    path.write_text(path.read_text().replace('project = "unit-proj"', 'project = "${SWANLAB_PROJECT:-mh-sft}"'))
+    result = mhsft("train", "r.toml", env=env | {"SWANLAB_PROJECT": "team-proj"}, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    (call,) = fake_swift.calls()
+    assert call["argv"][call["argv"].index("--swanlab_project") + 1] == "team-proj"
+    assert "SWANLAB_PROJECT" not in call["env"]
+    write(workdir / ".env", "SWANLAB_PROJECT=team-proj\n")  # swanlab reads ./.env itself: still refused
+    refused = mhsft("train", "r.toml", env=env, cwd=workdir)
+    assert refused.returncode == 3 and "SWANLAB_PROJECT is set in" in refused.stderr

@@ -26,6 +26,10 @@ KNOWN_SECRETS = frozenset(
 )
 # ms-swift settings whose last word is TOKEN but which hold a vocabulary token ("yes"/"no"), not a secret
 NOT_SECRETS = frozenset({"GENERATIVE_RERANKER_POSITIVE_TOKEN", "GENERATIVE_RERANKER_NEGATIVE_TOKEN"})
+# swanlab reads SWANLAB_<NAME> for these nested settings tables as JSON; a plain string breaks every login/init
+NESTED_SWANLAB = tuple(
+    f"SWANLAB_{n}" for n in ("PROJECT", "EXPERIMENT", "RUN", "TERMINAL", "INTEGRATION", "CORE", "PROBE")
+)
 MIN_SECRET_LEN = 8  # shorter values would garble every line they appear in; they are not real secrets either
 _PLAIN = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|true|false|yes|no|on|off|none|null", re.IGNORECASE)
 
@@ -52,10 +56,22 @@ def is_secret_key(section: str, key: str) -> bool:
     return is_secret_name(key) and (not key.endswith("key") or key == "api_key" or key.endswith("_api_key"))
 
 
+def breaks_swanlab(name: str, value: str) -> bool:
+    """A SWANLAB_PROJECT-style variable holding a plain string (a team's `export SWANLAB_PROJECT=mh-sft`): swanlab
+    parses these as JSON tables and fails every login and init on anything else."""
+    if name not in NESTED_SWANLAB:
+        return False
+    try:
+        return not isinstance(json.loads(value), dict)
+    except ValueError:
+        return True
+
+
 def without_secrets(values: dict[str, str]) -> dict[str, str]:
     """A child's environment from `values` with every secret-named variable left out (only a plan's child
-    environment hands a secret on, and only the ones its command needs)."""
-    return {k: v for k, v in values.items() if not is_secret_name(k)}
+    environment hands a secret on, and only the ones its command needs), and the SWANLAB_PROJECT-style plain
+    strings swanlab would fail on (mhsft renders the SwanLab settings itself)."""
+    return {k: v for k, v in values.items() if not is_secret_name(k) and not breaks_swanlab(k, v)}
 
 
 def spellings(value: str) -> set[str]:

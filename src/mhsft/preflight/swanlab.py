@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import netrc
 import tempfile
 import time
@@ -20,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from mhsft.checks import FAIL, OK, Check
-from mhsft.environment import Environment, without_secrets
+from mhsft.environment import NESTED_SWANLAB, Environment, breaks_swanlab, without_secrets
 from mhsft.errors import PREFLIGHT, MhsftError
 from mhsft.paths import absolute
 from mhsft.process import isolated
 from mhsft.recipe.model import Recipe, SwanlabSettings
-from mhsft.recipe.validate import NESTED_SWANLAB
 
 DEFAULT_API_HOST = "https://api.swanlab.cn"
 
@@ -87,26 +85,29 @@ def settings_pitfalls(environment: Environment, cwd: Path) -> list[Check]:
                     f"fix or remove {local_env}",
                 )
             ]
-    found = []
+    found, left_out = [], []
     for values, where in sources:
         for name in NESTED_SWANLAB:
-            value = values.get(name)
-            if value is None:
+            if name not in values or not breaks_swanlab(name, values[name]):
                 continue
-            try:
-                ok = isinstance(json.loads(value), dict)
-            except ValueError:
-                ok = False
-            if not ok:
-                found.append(
-                    Check(
-                        "swanlab settings",
-                        FAIL,
-                        f"{name} is set in {where} as a plain string; swanlab "
-                        "parses it as a JSON table and every login and init then fails (SettingsError)",
-                        f"remove {name} from {where}; put the project in the recipe's [swanlab] project",
-                    )
+            if values is environment.values:
+                left_out.append(name)  # a team's `export SWANLAB_PROJECT=...`: children never see it
+                continue
+            found.append(
+                Check(
+                    "swanlab settings",
+                    FAIL,
+                    f"{name} is set in {where} as a plain string; swanlab "
+                    "parses it as a JSON table and every login and init then fails (SettingsError)",
+                    f"remove {name} from {where}; put the project in the recipe's [swanlab] project",
                 )
+            )
+    if left_out and not found:
+        detail = (
+            f"{', '.join(left_out)} set (for the recipe's ${{VAR}}s, e.g. a team's export); mhsft leaves it out of "
+            "swift's and the SDK's environment, where swanlab would fail on a plain string"
+        )
+        return [Check("swanlab settings", OK, detail)]
     return found or [Check("swanlab settings", OK, "no SWANLAB_PROJECT-style pitfalls")]
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mhsft.environment import Environment, can_be_secret, is_secret_name, spellings
+from mhsft.environment import Environment, can_be_secret, spellings, without_secrets
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute, exists
 from mhsft.recipe.argv import argv_for, local_paths, localize
@@ -39,8 +39,9 @@ class Plan:
 
     def child_env(self, environment: Environment) -> dict[str, str]:
         """The child's full environment: the real one, `.env` beneath it, mhsft's variables on top, and of the
-        secret-named variables only those in `secrets` (a custom token or DB_PASSWORD never reaches swift)."""
-        kept = {k: v for k, v in environment.values.items() if k in self.secrets or not is_secret_name(k)}
+        secret-named variables only those in `secrets` (a custom token or DB_PASSWORD never reaches swift); no
+        SWANLAB_PROJECT-style plain string (swanlab fails on it; [swanlab] gives the project)."""
+        kept = without_secrets(dict(environment.values)) | {k: environment.values[k] for k in self.secrets}
         return {**kept, **self.env}
 
     def missing_inputs(self) -> list[str]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mhsft.environment import is_secret_key, is_secret_name
+from mhsft.environment import NESTED_SWANLAB, is_secret_key, is_secret_name
 from mhsft.errors import MhsftError
 from mhsft.paths import display
 from mhsft.recipe.argv import MAYBE_PATH_KEYS, PATH_KEYS
@@ -95,10 +95,6 @@ RESERVED_ENV = {var: f"[launch] {key}" for key, (_, var) in LAUNCH_KEYS.items()}
     "SWANLAB_RUN_ID": "mhsft (it assigns the run id)",
     "SWANLAB_RUN_RESUME": "mhsft train --resume",
 }
-# swanlab reads SWANLAB_<NAME> for these nested settings tables as JSON; a plain string breaks every login/init
-NESTED_SWANLAB = tuple(
-    f"SWANLAB_{n}" for n in ("PROJECT", "EXPERIMENT", "RUN", "TERMINAL", "INTEGRATION", "CORE", "PROBE")
-)
 SWANLAB_NAME = re.compile(r"^[0-9a-zA-Z_\-+.]{1,100}$")  # what swanlab.init accepts for a project
 HOST = re.compile(r"^[A-Za-z0-9_.:\[\]%][A-Za-z0-9_.:\[\]%-]*$")  # a name, IPv4 or IPv6 address; no leading dash
 NAME_MAX = 255  # bytes in one file or folder name
