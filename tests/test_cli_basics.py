@@ -13,7 +13,8 @@ import tomllib
 from mhsft import __version__
 from mhsft.recipe import builtin
 
-from support.running import mhsft
+from support.environment import SECRET
+from support.running import local_recipe, mhsft, write
 
 HEAVY = {"torch", "swift", "swanlab", "modelscope", "transformers", "evalscope"}
 COMMANDS = [
@@ -103,3 +104,23 @@ def test_recipes_list_show_new(workdir, env) -> None:
     assert mhsft("validate", "mine.toml", env=env, cwd=workdir).returncode == 0
     again = mhsft("recipes", "new", "mine", "--from", "qwen32b", env=env, cwd=workdir)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_validate_and_doctor_refuse_what_train_refuses_without_the_network(workdir: Path, env: dict) -> None:
+    """A missing dataset file, and a secret's value pasted into a recipe value, passed `validate` and `doctor`
+    while `train` refused them."""
+    local_recipe(workdir, mode="local")
+    (workdir / "data" / "train.jsonl").unlink()
+    missing = mhsft("validate", "r.toml", env=env, cwd=workdir)
+    assert missing.returncode == 2 and "train.jsonl does not exist" in missing.stderr, missing.stderr
+    doctor = mhsft("doctor", "r.toml", "--json", "--timeout", "1", env=env, cwd=workdir)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert doctor.returncode == 1 and checks["recipe"]["status"] == "fail"
+    assert "train.jsonl does not exist" in checks["recipe"]["detail"]
+    local_recipe(workdir, mode="local")
+    recipe = (workdir / "r.toml").read_text().replace('mode = "local"', f'mode = "local"\nexp_name = "run-{SECRET}"')
+    write(workdir / "r.toml", recipe)
+    write(workdir / ".env", f"SWANLAB_API_KEY={SECRET}\n")
+    pasted = mhsft("validate", "r.toml", env=env, cwd=workdir)
+    assert pasted.returncode == 2 and "the value of SWANLAB_API_KEY would appear" in pasted.stderr, pasted.stderr
+    assert SECRET not in pasted.stdout + pasted.stderr

@@ -321,10 +321,14 @@ def preflight(
     epilog="Examples:\n\n  mhsft validate recipes/qwen7b.toml\n\n  mhsft validate my.toml --set sft.lora_rank=16"
 )
 def validate(recipe: RecipeArg, set_: SetOpt = [], env_file: EnvFileOpt = None) -> None:  # noqa: B006
-    """Check a recipe against ms-swift's argument names, types and choices; start nothing."""
+    """Check a recipe as `train` does short of the network: ms-swift's argument names, types and choices, local
+    inputs, secrets on the command line, SwanLab settings; start nothing."""
     from mhsft.launch import environment_for, load_recipe
+    from mhsft.train.before_start import offline_checks
 
-    loaded = load_recipe(recipe, set_, environment_for(env_file))
+    environment = environment_for(env_file)
+    loaded = load_recipe(recipe, set_, environment)
+    offline_checks(loaded, environment, Path.cwd())
     ui.info(
         f"{loaded.path}: ok ({sum(map(len, loaded.args.values()))} swift arguments, "
         f"SwanLab project {loaded.swanlab.project}, mode {loaded.swanlab.mode})"
@@ -776,8 +780,11 @@ def doctor(
     environment = environment_for(env_file)
     loaded, problem = None, None
     if recipe is not None:
+        from mhsft.train.before_start import offline_checks
+
         try:
             loaded = load_recipe(recipe, set_, environment)
+            offline_checks(loaded, environment, Path.cwd())
         except MhsftError as exc:
             problem = exc
     checks, elapsed = doc.run(loaded, problem, environment, timeout)

@@ -35,6 +35,21 @@ def multi_node(child_env: dict[str, str]) -> bool:
     return nodes.isdigit() and int(nodes) > 1
 
 
+def offline_checks(recipe: Recipe, environment: Environment, cwd: Path) -> Plan:
+    """Every check `train` makes that needs no network, GPU or swift (`mhsft validate`, `doctor RECIPE`): the plan
+    builds (no secret's value on swift's command line), local inputs exist, no SwanLab setting swanlab fails on."""
+    from mhsft.checks import FAIL
+    from mhsft.errors import MhsftError
+    from mhsft.preflight.swanlab import settings_pitfalls
+
+    plan = train_plan(recipe, environment, cwd)
+    ensure_inputs(plan)
+    failed = [c for c in settings_pitfalls(environment, cwd) if c.status == FAIL]
+    if failed:
+        raise MhsftError(f"{failed[0].detail}. Fix: {failed[0].fix}.")
+    return plan
+
+
 def run_preflight(recipe: Recipe, environment: Environment, timeout: float, plan: Plan | None = None) -> dict[str, str]:
     """The SwanLab checks, and the login to each hub whose token swift gets, that must pass before swift
     starts (exit 3 otherwise); both run at once, each within `timeout`. Returns what the SwanLab checks found."""
