@@ -66,6 +66,7 @@ def test_top_level_help_lists_commands_and_completion(workdir, env) -> None:
         ["submit", "qwen32b", "--nodes", "2", "--dry-run"],
         ["validate", "qwen32b"],
         ["recipes", "show", "local-file"],
+        ["recipes", "import", "swift sft --model m --dataset d.jsonl --train_type lora"],
         ["train", "nope.toml"],
     ],
 )
