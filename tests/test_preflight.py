@@ -164,3 +164,17 @@ def test_a_stall_after_any_step_ends_within_the_timeout_and_says_so(
     assert "SwanLab preflight failed" in result.stderr and "Fix:" in result.stderr and step in result.stderr
     assert "Traceback" not in result.stderr
     assert elapsed < 4 + 2, f"{behaviour}: {elapsed:.1f} s"  # the timeout, plus mhsft's own start-up (~0.3 s)
+
+
+def test_a_missing_key_says_which_env_files_were_searched(workdir, env, cloud) -> None:
+    recipe = str(workdir / cloud_recipe(workdir, cloud.url))
+    sub = workdir / "experiments"
+    sub.mkdir()
+    result = mhsft("preflight", recipe, env=env, cwd=sub)
+    assert result.returncode == 3
+    assert f"there is no .env in {sub} or any folder above it" in result.stderr, result.stderr
+    write(workdir / ".env", "HF_TOKEN=hf_x\n")  # found from the subfolder, but without the SwanLab key
+    result = mhsft("preflight", recipe, env=env, cwd=sub)
+    assert result.returncode == 3
+    where = f"{workdir / '.env'} (the nearest .env from {sub})"
+    assert f"SWANLAB_API_KEY is neither in the environment nor in {where}" in result.stderr, result.stderr

@@ -103,6 +103,7 @@ class Environment:
     values: Mapping[str, str]
     dotenv_path: Path | None = None
     dotenv_keys: frozenset[str] = field(default_factory=frozenset)
+    searched_from: Path | None = None  # the folder the search for `.env` started in (None: --env-file given)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.values.get(name, default)
@@ -114,6 +115,16 @@ class Environment:
         if name in self.dotenv_keys:
             return f".env ({self.dotenv_path})"
         return "environment"
+
+    def searched(self, name: str) -> str:
+        """For a message about a missing `name`: the `.env` file read, or where none was found."""
+        if self.dotenv_path is not None:
+            how = "--env-file" if self.searched_from is None else f"the nearest .env from {self.searched_from}"
+            return f"{name} is neither in the environment nor in {self.dotenv_path} ({how})"
+        return (
+            f"{name} is not in the environment, and there is no .env in {self.searched_from} or any folder above "
+            "it (mhsft looks from the current folder upward)"
+        )
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -145,8 +156,10 @@ def load_environment(
                 "(copy .env.example to .env to start one), or leave the option out to use the nearest .env."
             )
         path: Path | None = env_file
+        start = None
     else:
-        path = find_dotenv((cwd or Path.cwd()).resolve())
+        start = (cwd or Path.cwd()).resolve()
+        path = find_dotenv(start)
     from_file: dict[str, str] = {}
     if path is not None:
         from dotenv import dotenv_values  # imported only when there is a file to read
@@ -158,4 +171,4 @@ def load_environment(
         from_file = {k: v for k, v in parsed.items() if v is not None}
     values = {**from_file, **base}
     used = frozenset(k for k in from_file if k not in base)
-    return Environment(values=values, dotenv_path=path, dotenv_keys=used)
+    return Environment(values=values, dotenv_path=path, dotenv_keys=used, searched_from=start)

@@ -304,7 +304,7 @@ def cloud_checks(
             Check(
                 "swanlab key",
                 FAIL,
-                "no SwanLab API key found (SWANLAB_API_KEY is unset and there is no `swanlab login`)",
+                f"no SwanLab API key found ({environment.searched('SWANLAB_API_KEY')}; no `swanlab login` either)",
                 'put SWANLAB_API_KEY=... in .env (see .env.example), or set [swanlab] mode = "local"',
             )
         )

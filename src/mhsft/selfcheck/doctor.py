@@ -144,7 +144,7 @@ def dotenv_and_tokens(environment: Environment) -> list[Check]:
             f"{hint(value)} from {environment.source(name)}; passed to swift only to runs that name a hub id "
             "(model, dataset) or push"
             if value
-            else f"not set (needed for {use})"
+            else f"not set (needed for {use}): {environment.searched(name)}"
         )
         checks.append(Check(name, OK, detail))
     return checks
