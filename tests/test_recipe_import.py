@@ -16,7 +16,8 @@ from mhsft.recipe.plan import train_plan
 from mhsft.recipe.swift_import import from_args_json, from_config, from_shell, import_source
 from mhsft.recipe.validate import validate
 
-from conftest import SECRET, TESTS, mhsft, write
+from support.environment import SECRET, TESTS
+from support.running import mhsft, write
 
 # the `swift sft` flags of the script below, as typed
 ORIGINAL = [
