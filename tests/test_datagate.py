@@ -12,6 +12,7 @@ from mhsft.datagate.report import REJECTED, TOO_LONG, analyse, length_stats, ste
 from mhsft.datagate.scan import (
     DUPLICATE_KEY,
     EMPTY_ANSWER,
+    ENDS_WITH_USER,
     NO_USER,
     OTHER_SCHEMA,
     TOO_DEEP,
@@ -88,7 +89,7 @@ def test_scan_refuses_files_it_cannot_read(workdir: Path, content, expected: str
 def test_json_array_files_are_scanned_item_by_item(workdir: Path) -> None:
     rows = [json.loads(sharegpt("q", "a")), {"conversations": [{"from": "human", "value": "q"}]}]
     found = scan(write(workdir / "d.json", json.dumps(rows)))
-    assert found.rows == 2 and found.causes[EMPTY_ANSWER].examples == ["d.json:2"]
+    assert found.rows == 2 and found.causes[ENDS_WITH_USER].examples == ["d.json:2"]
 
 
 def _rows(entries: list[tuple[str, int, str]]) -> dict:
@@ -385,3 +386,12 @@ def test_lines_read_in_blocks_are_the_files_lines_with_long_ones_refused(tmp_pat
         patched.setattr(scan_module, "MAX_LINE_BYTES", 20)
         patched.setattr(scan_module, "BLOCK", 8)
         check()
+
+
+def test_a_row_whose_last_turn_is_the_users_is_named_so_not_an_empty_answer(workdir: Path) -> None:
+    asks = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    asks["messages"].append({"role": "user", "content": "and then?"})
+    blank = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}
+    found = scan(write(workdir / "d.jsonl", f"{json.dumps(asks)}\n{json.dumps(blank)}\n"))
+    assert found.causes[ENDS_WITH_USER].examples == ["d.jsonl:1"] and ENDS_WITH_USER == "ends with a user turn"
+    assert found.causes[EMPTY_ANSWER].examples == ["d.jsonl:2"]

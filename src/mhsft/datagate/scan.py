@@ -48,6 +48,7 @@ OTHER_SCHEMA = "another schema than the rest of the file"
 NOT_OBJECT = "not a JSON object"
 NO_USER = "no user turn"
 EMPTY_ANSWER = "empty answer"
+ENDS_WITH_USER = "ends with a user turn"  # the last turn is a question: there is no answer to learn from
 FATAL = (TOO_LONG_LINE, UNPARSEABLE, DUPLICATE_KEY, TOO_DEEP, OTHER_SCHEMA, NOT_OBJECT)
 
 
@@ -113,9 +114,9 @@ def _turn_problem(turns: Any) -> str | None:
         return NO_USER
     last = turns[-1]
     answer = last.get("content", last.get("value"))
-    if last.get("role", last.get("from")) in (*USER_ROLES, "system") or not (
-        isinstance(answer, str) and answer.strip()
-    ):
+    if last.get("role", last.get("from")) in USER_ROLES:
+        return ENDS_WITH_USER
+    if last.get("role", last.get("from")) == "system" or not (isinstance(answer, str) and answer.strip()):
         return EMPTY_ANSWER
     return None
 
