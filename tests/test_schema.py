@@ -325,7 +325,8 @@ def test_an_option_like_value_is_named_by_its_head_only(workdir: Path) -> None:
 
 def test_every_problem_is_reported_in_one_run(workdir: Path) -> None:
     message = failure(workdir, "[sft]\nlearnin_rate = 1e-4\nnum_train_epoch = 2\n[swanlab]\nprojct = 'x'\n")
-    assert message.startswith("r.toml has 3 problems; fix them all:")
+    assert message.startswith("r.toml has 3 problems; fix them all: (1) r.toml, [sft] learnin_rate:")
+    assert "\n" not in message and "(3) r.toml, [swanlab] projct" in message
     for typo, fix in (
         ("learnin_rate", "learning_rate"),
         ("num_train_epoch", "num_train_epochs"),

@@ -118,9 +118,9 @@ class Problems:
     def raise_any(self, raw: RawRecipe) -> None:
         if len(self.messages) == 1:
             raise MhsftError(self.messages[0])
-        if self.messages:
-            listed = "\n".join(f"  - {m}" for m in self.messages)
-            raise MhsftError(f"{display(raw.path)} has {len(self.messages)} problems; fix them all:\n{listed}")
+        if self.messages:  # still one paragraph, each problem numbered
+            listed = " ".join(f"({n}) {m}" for n, m in enumerate(self.messages, 1))
+            raise MhsftError(f"{display(raw.path)} has {len(self.messages)} problems; fix them all: {listed}")
 
 
 def home_section(key: str, section: str | None = None) -> str | None:
@@ -503,7 +503,7 @@ def validate(raw: RawRecipe) -> Recipe:
     _stray(raw, problems)
     args = {section: _swift_section(raw, section, warnings, problems) for section in COMMANDS}
     broken = {k.replace("-", "_") for k in raw.data["sft"]} - set(args["sft"])  # already reported
-    if not broken & {"model", "dataset", "cached_dataset", "packing", "padding_free", "attn_impl"}:
+    if not raw.stray and not broken & {"model", "dataset", "cached_dataset", "packing", "padding_free", "attn_impl"}:
         with problems.each():
             _check_sft(raw, args["sft"])
     failed = _key_names(raw, problems)
