@@ -313,3 +313,16 @@ def test_a_half_written_checkpoint_is_passed_over(tmp_path: Path) -> None:
     layout(run, [10])
     (run / "checkpoint-20").mkdir()  # interrupted while saving: no trainer_state.json yet
     assert checkpoints.resolve("latest", tmp_path, output_dir=tmp_path / "out") == run / "checkpoint-10"
+
+
+def test_without_a_recipe_the_runs_own_recipe_gives_the_defaults(workdir, env, fake_swift, trained) -> None:
+    """`mhsft infer` (no RECIPE) once ignored the run's [infer] max_new_tokens and asked for 2,000 tokens a prompt."""
+    for command, expected in (("infer", "--max_new_tokens 64"), ("deploy", "--lmdeploy_tp 2")):
+        dry = mhsft(command, "--dry-run", env=env, cwd=workdir)
+        assert dry.returncode == 0 and expected in dry.stdout and f"--adapters {trained}" in dry.stdout, dry.stderr
+        records = [json.loads(p.read_text()) for p in (workdir / ".mhsft" / "runs").glob("*-sft-*.json")]
+        by_run = mhsft(command, "--run", records[0]["id"], "--dry-run", env=env, cwd=workdir)
+        assert expected in by_run.stdout
+    (workdir / "r.toml").unlink()  # the recipe is gone: a warning, swift's own defaults
+    dry = mhsft("infer", "--dry-run", env=env, cwd=workdir)
+    assert dry.returncode == 0 and "--max_new_tokens" not in dry.stdout and "cannot be loaded" in dry.stderr

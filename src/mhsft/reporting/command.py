@@ -9,13 +9,12 @@ from pathlib import Path
 from mhsft import ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
-from mhsft.launch import environment_for, load_recipe
-from mhsft.recipe.model import Recipe
+from mhsft.launch import environment_for
 from mhsft.reporting import document, images, samples, sections
 from mhsft.runs import checkpoints
 from mhsft.runs.records import RUNS_DIR, RunRecord
 from mhsft.runs.store import load_all
-from mhsft.trained.target import Target
+from mhsft.trained.target import Target, run_recipe
 from mhsft.view import history, show
 
 
@@ -40,17 +39,6 @@ def machine() -> list[tuple[str, str]]:
     from mhsft.selfcheck.doctor import torch_and_gpus
 
     return [(f"{c.name} (this machine)", c.detail) for c in torch_and_gpus() if c.name != "torch"]
-
-
-def run_recipe(record: RunRecord, environment: Environment) -> Recipe | None:
-    """The run's recipe file, for its [infer] settings and GPU selection; None (with a warning) when it is gone."""
-    if not record.recipe:
-        return None
-    try:
-        return load_recipe(record.recipe, [], environment)
-    except MhsftError as exc:
-        ui.warn(f"the run's recipe cannot be loaded ({exc.message}); its [infer] settings are not used.")
-        return None
 
 
 def compare_models(

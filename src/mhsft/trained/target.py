@@ -38,17 +38,33 @@ class Target:
         return execute(plan, self.environment, self.recipe, checkpoint=str(self.checkpoint), **execute_options)
 
 
+def run_recipe(record: RunRecord, environment: Environment) -> Recipe | None:
+    """The run's recipe file, for its [infer]/[deploy]/[export] settings and GPU selection; None (with a warning)
+    when it is gone or no longer loads."""
+    if not record.recipe:
+        return None
+    try:
+        return load_recipe(record.recipe, [], environment)
+    except MhsftError as exc:
+        ui.warn(f"the run's recipe cannot be loaded ({exc.message}); its settings are not used.")
+        return None
+
+
 def resolve_target(
     recipe_ref: str | None, overrides: list[str], env_file: Path | None, checkpoint: str, run_id: str | None
 ) -> Target:
-    """Load the recipe (if any) and find the checkpoint: --checkpoint PATH, or latest/best of --run, of the
-    recipe's output_dir, or of the last successful `mhsft train` in this directory."""
+    """Load the recipe (if any; else the recipe of --run or of the last training) and find the checkpoint:
+    --checkpoint PATH, or latest/best of --run, of the recipe's output_dir, or of the last successful `mhsft
+    train` in this directory."""
     environment = environment_for(env_file)
     if overrides and recipe_ref is None:
         raise MhsftError("--set needs a RECIPE to override; give the recipe as the first argument.")
     recipe = load_recipe(recipe_ref, overrides, environment) if recipe_ref else None
     cwd = Path.cwd()
     record = find(cwd, run_id) if run_id else None
+    if recipe is None and checkpoint in checkpoints.SELECTORS:  # the run's recipe gives the defaults too
+        record = record or checkpoints.last_training(cwd)
+        recipe = run_recipe(record, environment) if record else None
     output_dir = None
     if recipe is not None and record is None:
         output_dir = recipe.output_dir(cwd)
