@@ -326,3 +326,21 @@ def test_without_a_recipe_the_runs_own_recipe_gives_the_defaults(workdir, env, f
     (workdir / "r.toml").unlink()  # the recipe is gone: a warning, swift's own defaults
     dry = mhsft("infer", "--dry-run", env=env, cwd=workdir)
     assert dry.returncode == 0 and "--max_new_tokens" not in dry.stdout and "cannot be loaded" in dry.stderr
+
+
+def test_ctrl_d_ends_the_chat_cleanly_and_the_run_succeeds(workdir, env, fake_swift, trained, tmp_path) -> None:
+    """swift 4.6's chat reads prompts with input(): the end of input was an EOFError traceback and a failed run."""
+    package = tmp_path / "chat-swift" / "swift"  # stands in for swift.pipelines in the chat's own process
+    write(package / "__init__.py", "")
+    write(
+        package / "pipelines.py",
+        "import sys\ndef infer_main(args):\n    print('args', args)\n    while True:\n"
+        "        print('answer to', input('<<< '))\n",
+    )
+    chat_env = env | {"PYTHONPATH": f"{package.parent}{os.pathsep}{env.get('PYTHONPATH', '')}"}
+    result = mhsft("infer", env=chat_env, cwd=workdir, input="hello\n")  # then the input ends: Ctrl-D
+    assert result.returncode == 0, result.stderr
+    assert "answer to hello" in result.stdout and f"'--adapters', '{trained}'" in result.stdout
+    assert "Traceback" not in result.stderr and "EOFError" not in result.stderr
+    rec = json.loads(sorted((workdir / ".mhsft" / "runs").glob("*-infer-*.json"))[-1].read_text())
+    assert rec["status"] == "succeeded" and rec["exit_code"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -71,7 +72,7 @@ def infer(
     )
     args |= backend_args("infer", chosen, friendly)
     batch = "val_dataset" in args
-    mode = f"batch on {args['val_dataset'][0]}" if batch else "interactive chat (type, Enter; Ctrl-C to stop)"
+    mode = f"batch on {args['val_dataset'][0]}" if batch else "interactive chat (type, Enter; Ctrl-D or Ctrl-C to stop)"
     summary = [
         ("checkpoint", str(target.checkpoint) if adapter else f"none: the base model of {target.checkpoint}"),
         ("backend", str(args.get("infer_backend", "transformers"))),
@@ -79,7 +80,8 @@ def infer(
     ]
     if batch:
         summary.append(("results", str(args.get("result_path", f"{target.checkpoint}/infer_result/<time>.jsonl"))))
-    plan = command_plan("infer", args, target.environment, cwd, recipe=target.recipe, summary=summary)
+    program = None if batch else (sys.executable, "-m", "mhsft.chat_entry")  # Ctrl-D ends the chat, exit 0
+    plan = command_plan("infer", args, target.environment, cwd, recipe=target.recipe, summary=summary, program=program)
     extra = {"result_path": args.get("result_path")} if batch else {}
     return target.run(plan, dry_run, log=log, extra=extra | ({} if adapter else {"adapter": False}))
 
