@@ -214,7 +214,14 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def test_deploy_waits_until_ready_then_ctrl_c_stops_it(workdir, env, fake_swift, trained) -> None:
+def with_backend(env: dict, folder: Path, name: str, body: str = "") -> dict:
+    """`env` with a stand-in package `name` importable (the fake swift stands in for the real backend's work)."""
+    write(folder / name / "__init__.py", body)
+    return env | {"PYTHONPATH": f"{folder}{os.pathsep}{env.get('PYTHONPATH', '')}"}
+
+
+def test_deploy_waits_until_ready_then_ctrl_c_stops_it(workdir, env, fake_swift, trained, tmp_path) -> None:
+    env = with_backend(env, tmp_path / "backends", "lmdeploy")  # the recipe's [deploy] backend
     with socket.socket() as busy:  # the requested port is taken: mhsft moves to the next free one and says so
         busy.bind(("", 0))
         taken = busy.getsockname()[1]
@@ -344,3 +351,20 @@ def test_ctrl_d_ends_the_chat_cleanly_and_the_run_succeeds(workdir, env, fake_sw
     assert "Traceback" not in result.stderr and "EOFError" not in result.stderr
     rec = json.loads(sorted((workdir / ".mhsft" / "runs").glob("*-infer-*.json"))[-1].read_text())
     assert rec["status"] == "succeeded" and rec["exit_code"] == 0
+
+
+def test_a_backend_that_does_not_import_stops_before_any_model_loads(workdir, env, fake_swift, trained, tmp_path):
+    """lmdeploy missing once meant loading the model (minutes on a 32B), then swift's ModuleNotFoundError."""
+    gone = mhsft("deploy", env=env, cwd=workdir)  # the run's recipe: [deploy] infer_backend = "lmdeploy"
+    assert gone.returncode == 2 and "the lmdeploy backend is not installed" in gone.stderr
+    assert "pip install lmdeploy" in gone.stderr and "--backend transformers" in gone.stderr
+    broken = with_backend(env, tmp_path / "backends", "vllm", "raise ImportError('libcudart.so.12: cannot open')")
+    result = mhsft("infer", "--backend", "vllm", "--dataset", "data/val.jsonl", env=broken, cwd=workdir)
+    assert result.returncode == 2 and "the vllm backend does not import (ImportError: libcudart" in result.stderr
+    assert [c["argv"][0] for c in fake_swift.calls()] == ["sft"]  # no swift infer or deploy was started
+    doctor = mhsft("doctor", "r.toml", "--json", "--timeout", "1", env=env, cwd=workdir)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert (
+        checks["recipe deploy backend"]["status"] == "fail"
+        and "pip install lmdeploy" in checks["recipe deploy backend"]["fix"]
+    )

@@ -25,6 +25,7 @@ from mhsft.recipe.model import Recipe, SwanlabSettings
 from mhsft.recipe.swift_args import swift_version
 from mhsft.recipe.validate import FLASH_ATTN
 from mhsft.runs.records import package_version
+from mhsft.trained.backend import missing
 
 SCHEMA_VERSION = 1
 OPTIONAL = {
@@ -269,6 +270,19 @@ def recipe_needs(recipe: Recipe, found: list[Check]) -> list[Check]:
                 'pip install flash-attn --no-build-isolation, or set attn_impl = "sdpa" and packing = false',
             )
         )
+    for section in ("infer", "deploy"):
+        backend = recipe.args[section].get("infer_backend")
+        install = missing(backend)
+        if install:
+            checks.append(
+                Check(
+                    f"recipe {section} backend",
+                    FAIL,
+                    f"[{section}] infer_backend = {backend}, but {backend} is not installed (swift would load the "
+                    "model, then fail)",
+                    f"{install}, or set another infer_backend",
+                )
+            )
     if sft.get("bf16") or sft.get("torch_dtype") == "bfloat16":
         gpus = [c for c in found if c.name.startswith("gpu ")]
         if not gpus:

@@ -16,6 +16,7 @@ from mhsft import ui
 from mhsft.process.ports import free_port
 from mhsft.recipe.plan import command_plan
 from mhsft.recipe.values import check_options
+from mhsft.trained.backend import ensure
 from mhsft.trained.infer import backend_args
 from mhsft.trained.target import Target, backend_option
 
@@ -103,6 +104,8 @@ def deploy(
         ("listen", f"{host}:{actual}"),
         ("API key", f"required ({API_KEY_VAR})" if api_key else "none"),
     ]
+    if not dry_run:
+        ensure(args.get("infer_backend"), target.environment, "--backend")
     program = (sys.executable, "-m", "mhsft.deploy_entry") if api_key else None
     plan = command_plan(
         "deploy",

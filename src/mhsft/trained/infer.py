@@ -10,6 +10,7 @@ from mhsft.errors import MhsftError
 from mhsft.recipe.hubs import checkpoint_args
 from mhsft.recipe.plan import command_plan
 from mhsft.recipe.values import BACKEND_SETTINGS, check_options
+from mhsft.trained.backend import ensure
 from mhsft.trained.target import Target, backend_option
 
 BASE_MODEL_ARGS = ("model", "model_type", "template", "system", "torch_dtype", "use_hf", "model_revision")
@@ -80,6 +81,8 @@ def infer(
     ]
     if batch:
         summary.append(("results", str(args.get("result_path", f"{target.checkpoint}/infer_result/<time>.jsonl"))))
+    if not dry_run:
+        ensure(args.get("infer_backend"), target.environment, "--backend")
     program = None if batch else (sys.executable, "-m", "mhsft.chat_entry")  # Ctrl-D ends the chat, exit 0
     plan = command_plan("infer", args, target.environment, cwd, recipe=target.recipe, summary=summary, program=program)
     extra = {"result_path": args.get("result_path")} if batch else {}
