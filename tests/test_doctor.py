@@ -8,7 +8,7 @@ import time
 import pytest
 
 from support.environment import SECRET
-from support.running import mhsft, write
+from support.running import mhsft, tiny_fixtures, write
 from support.swanlab_server import SwanLabCloud
 from support.waiting import scaled
 
@@ -93,6 +93,10 @@ def test_no_network_is_bounded_by_the_timeout_not_the_server(workdir, env) -> No
 
 @pytest.mark.parametrize(("recipe", "finding"), [("qwen7b", "recipe flash-attn"), ("tiny", None)])
 def test_recipe_specific_needs(workdir, env, recipe, finding) -> None:
+    if recipe == "tiny":  # a local recipe: doctor checks its inputs exist, as train does
+        missing = by_name(doctor(workdir, env, recipe)[1])["recipe"]
+        assert missing["status"] == "fail" and "does not exist" in missing["detail"]
+        env = env | {"MHSFT_TINY_DIR": str(tiny_fixtures(workdir).fx.root)}
     _, report, _ = doctor(workdir, env, recipe)
     names = by_name(report)
     assert names["recipe"]["status"] == "ok"
