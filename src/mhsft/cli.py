@@ -289,7 +289,7 @@ def sync(
     ] = 300.0,
     env_file: EnvFileOpt = None,
 ) -> None:
-    """Upload a locally tracked run ([swanlab] mode = "offline", or a Slurm run with offline_nodes) to SwanLab,
+    """Upload a locally tracked run (\\[swanlab] mode = "offline", or a Slurm run with offline_nodes) to SwanLab,
     under the run id mhsft assigned: one experiment, each step once, however often it runs.
 
     The SwanLab SDK's own sync does the upload, with the key from .env on this machine."""
