@@ -395,3 +395,20 @@ def test_a_row_whose_last_turn_is_the_users_is_named_so_not_an_empty_answer(work
     found = scan(write(workdir / "d.jsonl", f"{json.dumps(asks)}\n{json.dumps(blank)}\n"))
     assert found.causes[ENDS_WITH_USER].examples == ["d.jsonl:1"] and ENDS_WITH_USER == "ends with a user turn"
     assert found.causes[EMPTY_ANSWER].examples == ["d.jsonl:2"]
+
+
+def test_every_broken_line_up_to_a_cap_in_one_pass_with_its_place_in_the_line(workdir: Path, env: dict) -> None:
+    rows = [sharegpt(f"q{i}", f"a{i}") for i in range(30)]
+    for i in (3, 9, 14, 20, 22, 27, 29):
+        rows[i] = rows[i][:-2]  # cut short: the object never closes
+    rows[5] = rows[5] + "}"  # one brace too many
+    found = scan(write(workdir / "d.jsonl", "\n".join(rows) + "\n"))
+    broken = found.causes[UNPARSEABLE]
+    assert broken.count == 8 and len(broken.examples) == 5
+    assert broken.examples[0] == "d.jsonl:4 (unexpected end of data: at the end of the line)"
+    assert f"at character {len(rows[5])} of the line" in broken.examples[1] and "column" not in broken.examples[1]
+    local_recipe(workdir)
+    write(workdir / "data" / "train.jsonl", "\n".join(rows) + "\n")
+    result = mhsft("data", "check", "r.toml", env=env, cwd=workdir)
+    assert result.returncode == 4 and "8 row(s) with unparseable JSON, the first 5: " in result.stderr
+    assert "train.jsonl:21 " in result.stderr  # the fifth, not only the first three

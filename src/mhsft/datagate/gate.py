@@ -53,8 +53,9 @@ def _scan_all(entries: list[tuple[str, str]]) -> dict[str, FileScan]:
         for cause, detail in found.fatal:
             effect = EFFECTS.get(cause, "ms-swift would fail on the whole file. Fix or remove those lines")
             raise MhsftError(
-                f"dataset {display(path)}: {detail.count} row(s) with {cause}, e.g. "
-                f"{'; '.join(detail.examples[:3])}. {effect}.",
+                f"dataset {display(path)}: {detail.count} row(s) with {cause}"
+                f"{', the first ' + str(len(detail.examples)) if detail.count > len(detail.examples) else ''}: "
+                f"{'; '.join(detail.examples)}. {effect}.",
                 DATA_CHECK,
             )
         scans[path] = found

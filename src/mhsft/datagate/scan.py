@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ SCANNED_SUFFIXES = (".jsonl", ".json")
 MAX_LINE_BYTES = 8 << 20  # a longer line (about 2M tokens) is refused, never read whole: see README
 MAX_DEPTH = 63  # nested arrays/objects in a row, the row itself included: Arrow refuses a 64th level
 BOM = b"\xef\xbb\xbf"
+_POSITION = re.compile(r"line \d+ column \d+ \(char (\d+)\)")
 BLOCK = 1 << 20  # bytes read at a time
 EXAMPLES = 5
 USER_ROLES = ("user", "human")
@@ -188,6 +190,17 @@ def _arrow_row(raw: bytes, message: str) -> Any:
     return table.to_pylist()[0]
 
 
+def in_line(message: str, raw: bytes) -> str:
+    """A JSON error's position as a place in this one line (`file:LINE` names the line; the parser counts the
+    line's own newline as a second line)."""
+    found = _POSITION.search(message)
+    if not found:
+        return message
+    char = int(found.group(1))
+    where = "at the end of the line" if char >= len(raw.rstrip()) else f"at character {char + 1} of the line"
+    return message[: found.start()] + where + message[found.end() :]
+
+
 def parse_line(raw: bytes) -> Any:
     """One JSON line as swift's reader takes it; `Refused` when it would fail the file on it.
 
@@ -200,7 +213,7 @@ def parse_line(raw: bytes) -> Any:
     except ValueError as exc:  # also not UTF-8 (orjson and json both raise a ValueError subclass)
         if str(exc).startswith("depth limit exceeded"):  # over 1000 levels (and pyarrow takes minutes on it)
             raise Refused(TOO_DEEP, "over 1000 levels") from None
-        return _shallow(_arrow_row(raw, str(exc).split("\n")[0]))
+        return _shallow(_arrow_row(raw, in_line(str(exc).split("\n")[0], raw)))
     if type(value) is dict or type(value) is list:
         if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # else it cannot nest that deep
             _shallow(value)
