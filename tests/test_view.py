@@ -293,3 +293,10 @@ def test_runs_subcommands_have_help_with_examples(workdir, env) -> None:
         result = mhsft("runs", sub, "--help", env=env, cwd=workdir)
         assert result.returncode == 0 and "Example" in result.stdout and f"Usage: mhsft runs {sub}" in result.stdout
     assert "show" in mhsft("runs", "--help", env=env, cwd=workdir).stdout
+
+
+def test_no_runs_here_says_which_folder_below_holds_them(workdir, env) -> None:
+    """After `mhsft selftest`, `mhsft runs` in the same folder said only "no runs" (its records are in its folder)."""
+    write(workdir / "mhsft-selftest" / ".mhsft" / "runs" / "20261201-101500-sft-ab12.json", "{}")
+    result = mhsft("runs", env=env, cwd=workdir)
+    assert result.returncode == 0 and "mhsft-selftest/ holds 1 (cd mhsft-selftest && mhsft runs)" in result.stderr

@@ -611,11 +611,16 @@ def runs(
     """List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint)."""
     if ctx.invoked_subcommand is not None:
         return
-    from mhsft.view.table import rows
+    from mhsft.view.table import recorded_below, rows
 
     found = rows(Path.cwd(), limit)
     if not found:
-        ui.info("no runs recorded in .mhsft/runs/ yet (mhsft train RECIPE records one).")
+        below = recorded_below(Path.cwd())
+        where = "; ".join(f"{name}/ holds {n} (cd {name} && mhsft runs)" for name, n in below)
+        ui.info(
+            "no runs recorded in .mhsft/runs/ yet (mhsft train RECIPE records one; runs are recorded in the folder "
+            f"they ran in{': ' + where if where else ''})."
+        )
         return
     columns = ["id", "command", "recipe", "status", "slurm", "started", "duration", "output", "checkpoint"]
     styles = {"succeeded": "green", "completed": "green", "failed": "bold red", "interrupted": "yellow"}

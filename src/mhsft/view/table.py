@@ -43,3 +43,14 @@ def rows(cwd: Path, limit: int) -> list[list[str]]:
             ]
         )
     return out
+
+
+def recorded_below(cwd: Path) -> list[tuple[str, int]]:
+    """(folder, runs) for the folders just below `cwd` that hold recorded runs (`mhsft selftest` records its runs
+    in its own folder), to say where they are when `cwd` has none."""
+    found = []
+    for runs in sorted(cwd.glob("*/.mhsft/runs")):
+        count = sum(1 for _ in runs.glob("*.json"))
+        if count:
+            found.append((runs.parent.parent.name, count))
+    return found
