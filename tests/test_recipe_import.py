@@ -231,3 +231,14 @@ def test_no_swift_sft_is_an_error_naming_what_to_give(workdir: Path, env: dict) 
     assert "Traceback" not in done.stderr
     missing = mhsft("recipes", "import", "nope.sh", env=env, cwd=workdir)
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+
+
+def test_a_script_that_runs_swift_with_a_config_file_reads_it(tmp_path: Path) -> None:
+    write(
+        tmp_path / "cfg" / "sft.yaml", "ENV:\n  NPROC_PER_NODE: 4\nmodel: m\ndataset: [d.jsonl]\nlearning_rate: 1e-4\n"
+    )
+    script = write(tmp_path / "cfg" / "run.sh", "NPROC_PER_NODE=2 swift sft sft.yaml --learning_rate 2e-5\n")
+    imported = import_source(str(script))
+    assert imported.data["sft"] == {"model": "m", "dataset": ["d.jsonl"], "learning_rate": 2e-5}  # the flag wins
+    assert imported.data["launch"] == {"nproc_per_node": 2}  # the config's ENV never replaces a set variable
+    assert any("read its config sft.yaml" in n for n in imported.notes)

@@ -151,8 +151,9 @@ def _flags(words: list[str], where: str, notes: list[str]) -> list[tuple[str, li
     return flags
 
 
-def commands_from_shell(text: str, where: str, notes: list[str]) -> list[Command]:
-    """The swift commands of a script, with `export`/assigned variables applied as later commands see them."""
+def commands_from_shell(text: str, where: str, notes: list[str], base: Path | None = None) -> list[Command]:
+    """The swift commands of a script, with `export`/assigned variables applied as later commands see them; a
+    `swift sft config.yaml ...` reads the config (relative to `base`, the script's folder)."""
     shell: dict[str, str] = {}
     exported: dict[str, str] = {}
     found: list[Command] = []
@@ -182,14 +183,19 @@ def commands_from_shell(text: str, where: str, notes: list[str]) -> list[Command
             continue
         label = f"{where} (swift {words[1]})"
         args = [_expand(w, shell) for w in words[2:]]
-        config: list[tuple[str, list[str]]] = []
+        config = Command(words[1], {}, [], label)
         if args and args[0].endswith((".yaml", ".yml", ".json")) and not args[0].startswith("--"):
-            notes.append(
-                f"{label}: the config file {args[0]} was not read; import it on its own "
-                f"(`mhsft recipes import {args[0]}`) and add these flags to that recipe."
-            )
+            path = (base or Path.cwd()) / Path(args[0]).expanduser()
+            if path.is_file():
+                config = command_from_config(_parse(_read(path), path), label)
+                notes.append(f"{label}: read its config {args[0]} (the flags after it win, as in swift).")
+            else:
+                notes.append(
+                    f"{label}: its config {args[0]} was not found (looked in {display(path.parent)}); left out."
+                )
             args = args[1:]
-        found.append(Command(words[1], {**exported, **prefix}, [*config, *_flags(args, label, notes)], label))
+        env = {**config.env, **exported, **prefix}  # swift's config ENV never replaces a variable already set
+        found.append(Command(words[1], env, [*config.flags, *_flags(args, label, notes)], label))
     return found
 
 
@@ -205,8 +211,10 @@ def config_tokens(value: Any) -> list[str]:
     return [str(value)]
 
 
-def command_from_config(config: dict[str, Any], where: str) -> Command:
+def command_from_config(config: Any, where: str) -> Command:
     """A swift YAML/JSON config (`swift sft config.yaml`): its keys are flags, its ENV table sets variables."""
+    if not isinstance(config, dict):
+        raise MhsftError(f"{where}: a swift config is a table of arguments, got {type(config).__name__}.")
     env = config.get("ENV") or {}
     if not isinstance(env, dict):
         raise MhsftError(f"{where}: `ENV` must be a table of variables, got {type(env).__name__}.")
@@ -457,16 +465,14 @@ def from_commands(commands: list[Command], where: str) -> Imported:
     return out
 
 
-def from_shell(text: str, where: str) -> Imported:
+def from_shell(text: str, where: str, base: Path | None = None) -> Imported:
     notes: list[str] = []
-    out = from_commands(commands_from_shell(text, where, notes), where)
+    out = from_commands(commands_from_shell(text, where, notes, base), where)
     out.notes[:0] = notes
     return out
 
 
 def from_config(config: Any, where: str) -> Imported:
-    if not isinstance(config, dict):
-        raise MhsftError(f"{where}: a swift config is a table of arguments, got {type(config).__name__}.")
     return from_commands([command_from_config(config, where)], where)
 
 
@@ -537,7 +543,7 @@ def import_source(source: str, stdin: str | None = None) -> Imported:
         data = _parse(text, path)
         is_run = path.name == "args.json" or (isinstance(data, dict) and "swift_version" in data)
         return from_args_json(data, display(path)) if is_run else from_config(data, display(path))
-    return from_shell(text, display(path))
+    return from_shell(text, display(path), path.parent)
 
 
 def write(text: str, dest: Path, overwrite: bool = False) -> Path:
