@@ -12,7 +12,7 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
-if ! .venv/bin/python -c "import mhsft, swift, swanlab, swanboard, modelscope, yaml, orjson, plotext, matplotlib, optuna, pytest, hypothesis, evalscope" 2>/dev/null; then
+if ! .venv/bin/python -c "import mhsft, swift, swanlab, swanboard, modelscope, yaml, orjson, xxhash, numpy, plotext, matplotlib, optuna, pytest, hypothesis, evalscope" 2>/dev/null; then
   # torch pinned as installed: EvalScope's dependencies must not pull another build
   .venv/bin/python -m pip install --quiet -e ".[test,eval]" "torch==$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])')"
 fi

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from mhsft.datagate.cache import seal
 from mhsft.datagate.gate import enforce
 from mhsft.datagate.report import REJECTED, TOO_LONG, analyse, length_stats, steps_per_epoch
+from mhsft.datagate.rows import Split
 from mhsft.datagate.scan import (
     DUPLICATE_KEY,
     EMPTY_ANSWER,
@@ -21,7 +25,7 @@ from mhsft.datagate.scan import (
     fingerprint,
     scan,
 )
-from mhsft.datagate.spec import GateSpec
+from mhsft.datagate.spec import CACHE_DIR, MAX_PROCESSES, GateSpec, gate_spec, processes
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.recipe.load import load
@@ -92,15 +96,9 @@ def test_json_array_files_are_scanned_item_by_item(workdir: Path) -> None:
     assert found.rows == 2 and found.causes[ENDS_WITH_USER].examples == ["d.json:2"]
 
 
-def _rows(entries: list[tuple[str, int, str]]) -> dict:
-    return {
-        "train": {
-            "dataset": [d for d, _, _ in entries],
-            "lengths": [n for _, n, _ in entries],
-            "sig": [s for _, _, s in entries],
-        },
-        "val": None,
-    }
+def _rows(entries: list[tuple[str, int, int]]) -> dict:
+    split = Split.of([d for d, _, _ in entries], [n for _, n, _ in entries], [s for _, _, s in entries])
+    return {"train": split, "val": None}
 
 
 def test_report_names_dropped_rows_by_line_and_cause(workdir: Path) -> None:
@@ -124,11 +122,73 @@ def test_report_names_dropped_rows_by_line_and_cause(workdir: Path) -> None:
 
 def test_unmatched_rows_are_counted_without_guessing_lines(workdir: Path) -> None:
     path = write(workdir / "d.jsonl", "\n".join(sharegpt(f"q{i}", "a") for i in range(3)) + "\n")
-    rows = _rows([(str(path), 10, "not-a-known-fingerprint")])
+    rows = _rows([(str(path), 10, 12345)])  # a fingerprint of no source row
     report = analyse(
         GateSpec({}, None, "delete", None, ()), [(str(path), "train")], {str(path): scan(path)}, rows, {}, {}
     )
     assert report["total"]["causes"] == {REJECTED: {"count": 2, "examples": []}}
+
+
+def test_copies_of_one_dialogue_pair_up_with_their_lines_in_order(workdir: Path) -> None:
+    lines = [sharegpt("same", "row")] * 5 + [sharegpt("other", "row")]
+    path = write(workdir / "d.jsonl", "\n".join(lines) + "\n")
+    same, other = fingerprint(["same", "row"]), fingerprint(["other", "row"])
+    rows = _rows([(str(path), 900, same), (str(path), 10, other), (str(path), 11, same), (str(path), 12, same)])
+    report = analyse(
+        GateSpec({}, 512, "delete", None, ()), [(str(path), "train")], {str(path): scan(path)}, rows, {}, {}
+    )
+    causes = report["total"]["causes"]
+    assert causes[REJECTED]["examples"] == ["d.jsonl:4", "d.jsonl:5"]  # the 4th and 5th copy were not kept
+    assert causes[TOO_LONG]["examples"] == ["d.jsonl:1 (900 tokens)"]  # the first kept copy is line 1
+
+
+def test_the_scan_fingerprints_each_row_in_the_same_pass(workdir: Path) -> None:
+    lines = [sharegpt("q", "a"), "{broken", json.dumps({"text": "t"}), "", sharegpt("q2", "a2")]
+    found = scan(write(workdir / "d.jsonl", "\n".join(lines) + "\n"))
+    assert list(found.numbers) == [1, 2, 3, 5]
+    assert list(found.sigs) == [fingerprint(["q", "a"]), 0, 0, fingerprint(["q2", "a2"])]
+
+
+def test_export_processes_every_core_unless_the_recipe_says(workdir: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    auto, why = processes(_recipe(workdir, ""), None)
+    assert 1 <= auto <= min(cores, MAX_PROCESSES) and why == f"of {cores} cores; [data_check] num_proc sets it"
+    assert processes(_recipe(workdir, ""), 10)[0] == 1  # 10 rows do not repay a second process
+    assert processes(_recipe(workdir, "dataset_num_proc = 3"), 10) == (
+        3,
+        "[sft] dataset_num_proc; [data_check] num_proc overrides",
+    )
+    both = _recipe(workdir, "dataset_num_proc = 3\n[data_check]\nnum_proc = 5")
+    assert processes(both, 10) == (5, "[data_check] num_proc")
+
+
+def test_the_key_does_not_depend_on_the_process_count(workdir: Path) -> None:
+    keys = {gate_spec(_recipe(workdir, extra), workdir).key for extra in ("", "dataset_num_proc = 4")}
+    keys.add(gate_spec(_recipe(workdir, "[data_check]\nnum_proc = 2"), workdir).key)
+    assert len(keys) == 1
+
+
+def test_a_cache_hit_reads_no_row(workdir: Path, env: dict) -> None:
+    recipe = _recipe(workdir, "")
+    good = write(workdir / "good.jsonl", sharegpt("q", "a") + "\n")
+    forged = analyse(
+        GateSpec({}, None, "delete", None, ()),
+        [(str(good), "train")],
+        {str(good): scan(good)},
+        _rows([(str(good), 7, fingerprint(["q", "a"]))]),
+        {},
+        {},
+    )
+    write(workdir / "data" / "train.jsonl", sharegpt("q", "a") + "\n{broken\n")  # the scan would refuse line 2
+    entry = workdir / CACHE_DIR / gate_spec(recipe, workdir).key
+    write(entry / "report.json", json.dumps(forged))
+    seal(entry)
+    gate_on = {k: v for k, v in env.items() if k != "MHSFT_NO_DATA_CHECK"}
+    hit = mhsft("data", "check", "r.toml", "--json", env=gate_on, cwd=workdir)
+    assert hit.returncode == 0 and json.loads(hit.stdout)["cache_hit"] is True, hit.stderr
+    shutil.rmtree(workdir / CACHE_DIR)
+    miss = mhsft("data", "check", "r.toml", env=gate_on, cwd=workdir)
+    assert miss.returncode == 4 and "data/train.jsonl:2" in miss.stderr
 
 
 def test_lengths_and_steps() -> None:
@@ -175,6 +235,8 @@ def test_budget(workdir: Path) -> None:
         ("max_dropped = nan", r"from 0 \(none\) to 1 \(all\)"),
         ("max_dropped = -inf", r"from 0 \(none\) to 1 \(all\); got -inf"),
         ("max_truncated = -0.5", r"from 0 \(none\) to 1 \(all\)"),
+        ("num_proc = 0", r"\[data_check\] num_proc: .*1 or more; got 0"),
+        ("num_proc = 1.5", "expected an integer"),
     ],
 )
 def test_data_check_section_is_validated(workdir: Path, body: str, message: str) -> None:

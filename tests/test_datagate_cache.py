@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mhsft.datagate import gate
+from mhsft.datagate import gate, rows
+from mhsft.datagate.rows import Split
 from mhsft.datagate.scan import fingerprint
 from mhsft.datagate.spec import CACHE_DIR, gate_spec
 from mhsft.environment import Environment
@@ -39,7 +40,7 @@ class Export:
         self.calls = 0
         self.during = during
 
-    def __call__(self, spec, recipe, environment, cwd, folder: Path) -> dict:
+    def __call__(self, spec, recipe, environment, cwd, folder: Path, processes: int) -> dict:
         self.calls += 1
         train = folder / "export" / "train"
         train.mkdir(parents=True)
@@ -47,14 +48,9 @@ class Export:
         (train / "state.json").write_text("{}")
         if self.during:
             self.during()
-        rows = {
-            "dataset": [None] * ROWS,
-            "lengths": [10] * ROWS,
-            "sig": [fingerprint([f"q{i}", f"a{i}"]) for i in range(ROWS)],
-        }
-        summary = {"train": rows, "val": None}
-        (folder / "export" / "rows.json").write_text(json.dumps(summary))
-        return summary
+        kept = Split.of([None] * ROWS, [10] * ROWS, [fingerprint([f"q{i}", f"a{i}"]) for i in range(ROWS)])
+        rows.save(folder / "export" / rows.FILE, {"train": kept, "val": None}, None)
+        return rows.load(folder / "export" / rows.FILE)
 
 
 @pytest.fixture
@@ -77,6 +73,13 @@ def test_a_dataset_rewritten_while_swift_reads_it_is_refused_and_not_cached(reci
         run(recipe, workdir, export, monkeypatch)
     assert err.value.exit_code == 4
     assert [p.name for p in (workdir / CACHE_DIR).iterdir() if not p.name.startswith(".tmp-")] == []
+
+
+def test_a_dataset_only_touched_while_swift_reads_it_is_kept(recipe, workdir, monkeypatch) -> None:
+    data = workdir / "data" / "train.jsonl"
+    export = Export(during=lambda: os.utime(data, ns=(1, 1)))  # the mtime moves, the bytes do not: the hash decides
+    assert run(recipe, workdir, export, monkeypatch)["total"]["kept"] == ROWS
+    assert run(recipe, workdir, export, monkeypatch)["cache_hit"] is True and export.calls == 1
 
 
 def test_a_dataset_folder_is_keyed_by_its_files(recipe, workdir) -> None:

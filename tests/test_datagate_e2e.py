@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from support.running import mhsft, tiny_fixtures, write
@@ -204,3 +205,20 @@ def test_a_truncated_arrow_file_in_the_cache_is_found_and_rebuilt(tiny) -> None:
     assert arrow.stat().st_size == size
     code, third, _ = check(tiny)
     assert code == 0 and third["cache_hit"] is True
+
+
+def test_one_or_two_processes_give_the_same_rows_and_the_same_key(tiny) -> None:
+    split = ["--set", "sft.split_dataset_ratio=0.25"]
+    found = {}
+    for count in (1, 2):
+        code, report, stderr = check(tiny, *split, "--set", f"data_check.num_proc={count}")
+        assert code == 0 and report["cache_hit"] is False, stderr
+        assert f"tokenising with {count} process" in stderr and f"--dataset_num_proc {count}" in stderr
+        entry = Path(report["cache_dir"])
+        with np.load(entry / "export" / "rows.npz") as rows:
+            arrays = {name: rows[name].tobytes() for name in ("train_lengths", "val_lengths", "train_sigs")}
+        arrow = {p.relative_to(entry): p.read_bytes() for p in (entry / "export").glob("*/*.arrow")}
+        found[count] = report["key"], arrays, arrow, report["lengths"]
+        shutil.rmtree(entry)  # the next count exports again
+    assert found[1] == found[2]
+    assert len(found[1][2]) == 2  # a train and a val arrow file, byte for byte the same

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from mhsft.datagate.rows import lengths as kept_lengths
 from mhsft.runs.checkpoints import last_training
 from mhsft.runs.store import load_all
 from mhsft.view.history import rows
@@ -108,8 +109,8 @@ def test_rehearsal_puts_the_longest_rows_first_evaluates_and_saves_within_n_step
 
 def gate_lengths(work: Path, derived: list[int]) -> list[int]:
     """The train lengths of the gate's report whose cached dataset the rehearsal was derived from."""
-    for rows_json in (work / ".mhsft" / "data-cache").glob("*/export/rows.json"):
-        lengths = json.loads(rows_json.read_text())["train"]["lengths"]
+    for entry in (work / ".mhsft" / "data-cache").glob("*/export/rows.npz"):
+        lengths = kept_lengths(entry.parent.parent)["train"]
         if max(lengths) == max(derived):
             return lengths
     raise AssertionError("no gate report holds the derived rows")

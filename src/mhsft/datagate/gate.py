@@ -19,8 +19,9 @@ from typing import Any
 from mhsft import ui
 from mhsft.datagate.cache import damage, discard, seal, sweep, workspace
 from mhsft.datagate.report import analyse, biggest_cause, dataset_names, sequences, shares, steps_per_epoch
+from mhsft.datagate.rows import FILE, load
 from mhsft.datagate.scan import MAX_LINE_BYTES, OTHER_SCHEMA, TOO_LONG_LINE, FileScan, refuse_special, scan, scannable
-from mhsft.datagate.spec import CACHE_DIR, GateSpec, gate_spec
+from mhsft.datagate.spec import CACHE_DIR, GateSpec, gate_spec, processes
 from mhsft.environment import Environment
 from mhsft.errors import DATA_CHECK, USAGE, MhsftError
 from mhsft.paths import display
@@ -41,11 +42,16 @@ EFFECTS = {
 }
 
 
+def _local(entry: str) -> str:
+    """A dataset entry without its `#N` sample count."""
+    return entry.rsplit("#", 1)[0] if not os.path.exists(entry) else entry
+
+
 def _scan_all(entries: list[tuple[str, str]]) -> dict[str, FileScan]:
     """Scan every local .jsonl/.json dataset; stop at the first file swift would fail on or misread."""
     scans = {}
     for entry, _ in entries:
-        path = entry.rsplit("#", 1)[0] if not os.path.exists(entry) else entry
+        path = _local(entry)
         refuse_special(path)
         if not scannable(path):
             continue
@@ -104,12 +110,14 @@ def _require_tokenizer(model: str, cwd: Path) -> None:
         )
 
 
-def _export(spec: GateSpec, recipe: Recipe, environment: Environment, cwd: Path, folder: Path) -> dict[str, Any]:
-    """Run the worker (swift's export) into a fresh folder; return its rows.json."""
+def _export(
+    spec: GateSpec, recipe: Recipe, environment: Environment, cwd: Path, folder: Path, processes: int
+) -> dict[str, Any]:
+    """Run the worker (swift's export, on `processes` processes) into a fresh folder; return its kept rows."""
     from mhsft.process import runner
 
     out = folder / "export"
-    args = spec.args | {"to_cached_dataset": True, "output_dir": str(out)}
+    args = spec.args | {"to_cached_dataset": True, "output_dir": str(out), "dataset_num_proc": processes}
     worker = (sys.executable, "-m", "mhsft.datagate.worker", str(folder / "spec.json"))
     plan = command_plan(
         "export", args, environment, cwd, recipe=recipe, summary=[], program=worker, env={"CUDA_VISIBLE_DEVICES": ""}
@@ -125,7 +133,38 @@ def _export(spec: GateSpec, recipe: Recipe, environment: Environment, cwd: Path,
         kept = cwd / CACHE_DIR / "last-failure.log"
         shutil.copyfile(log, kept)
         raise _diagnose(kept, dataset_names(recipe.args["sft"], lambda k, v: localize(k, v, cwd)), recipe)
-    return json.loads((out / "rows.json").read_text(encoding="utf-8"))
+    return load(out / FILE)
+
+
+def _fresh(
+    spec: GateSpec,
+    recipe: Recipe,
+    environment: Environment,
+    cwd: Path,
+    entries: list[tuple[str, str]],
+    inputs: tuple[dict[str, tuple[int, int]], dict[str, str]],
+    folder: Path,
+) -> dict[str, Any]:
+    """Scan, export and analyse data not checked before; the entry is kept in `folder` (`inputs`: the local
+    files' stats and digests the key was made of)."""
+    scans = _scan_all(entries)
+    _require_tokenizer(str(recipe.args["sft"]["model"]), cwd)
+    counted = [scans.get(_local(entry)) for entry, _ in entries]
+    count, why = processes(recipe, None if None in counted else sum(s.rows for s in counted if s))
+    ui.info(f"data check: tokenising with {count} process{'es' if count > 1 else ''} ({why})")
+    work = workspace(folder.parent)
+    try:
+        rows = _export(spec, recipe, environment, cwd, work, count)
+        _unchanged(*inputs, recipe, cwd)
+        report = analyse(spec, entries, scans, rows, recipe.args["sft"], recipe.launch_env)
+        report["export_processes"] = count
+        (work / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        seal(work)
+        if not folder.exists():
+            os.replace(work, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
 
 
 def check(
@@ -133,17 +172,16 @@ def check(
 ) -> dict[str, Any]:
     """The gate's report for a recipe, computed or from the cache, with the cached dataset folders.
 
-    Steps per epoch are counted for `launch_env` (default: the recipe's [launch]; `mhsft submit` gives the
-    Slurm job's nodes and processes).
+    The key hashes the data and the tokenizer (what was checked); a hit costs that hash and the entry's check: no
+    scan, no export. Steps per epoch are counted for `launch_env` (default: the recipe's [launch]; `mhsft submit`
+    gives the Slurm job's nodes and processes).
     """
     started = time.monotonic()
     sft = recipe.args["sft"]
     entries = dataset_names(sft, lambda key, value: localize(key, value, cwd))
     spec = gate_spec(recipe, cwd)
-    digests = spec.digests()
-    scans = _scan_all(entries)
-    _require_tokenizer(str(sft["model"]), cwd)
-    key = spec.key_of(digests)
+    inputs = spec.stats(), spec.digests()  # the stat first: a write during the hashing moves it
+    key = spec.key_of(inputs[1])
     store = cwd / CACHE_DIR
     if store.is_dir():
         sweep(store)
@@ -151,20 +189,7 @@ def check(
     report = _cached(folder)
     hit = report is not None
     if report is None:
-        work = workspace(store)
-        try:
-            rows = _export(spec, recipe, environment, cwd, work)
-            _unchanged(digests, recipe, cwd)
-            report = analyse(spec, entries, scans, rows, sft, recipe.launch_env)
-            (work / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-            seal(work)
-            if not folder.exists():
-                os.replace(work, folder)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    else:  # the export is shared by every max_length and batch size: the verdict is computed for this recipe's
-        rows = json.loads((folder / "export" / "rows.json").read_text(encoding="utf-8"))
-        report = analyse(spec, entries, scans, rows, sft, recipe.launch_env)
+        report = _fresh(spec, recipe, environment, cwd, entries, inputs, folder)
     export = folder / "export"
     report |= {
         "key": key,
@@ -194,9 +219,15 @@ def _cached(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def _unchanged(before: dict[str, str], recipe: Recipe, cwd: Path) -> None:
-    """Refuse a result when a local input changed while swift read it: it would be cached under the old content."""
-    after = gate_spec(recipe, cwd).digests()
+def _unchanged(stats: dict[str, tuple[int, int]], before: dict[str, str], recipe: Recipe, cwd: Path) -> None:
+    """Refuse a result when a local input changed while swift read it: it would be cached under the old content.
+
+    The same files with the same sizes and mtimes have not changed; otherwise the hashes decide (a file only
+    touched is fine)."""
+    now = gate_spec(recipe, cwd)
+    if now.stats() == stats:
+        return
+    after = now.digests()
     changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
     if changed:
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""

@@ -1,6 +1,6 @@
 """The dataset gate's report: rows read, kept and dropped with their causes, token lengths, packing, steps.
 
-`analyse` joins the line scan (rows read, problems by line) with what swift's export kept (`rows.json`): a
+`analyse` joins the line scan (rows read, problems by line) with what swift's export kept (`rows.npz`): a
 source row whose dialogue fingerprint is not among the kept rows was dropped by swift, for the cause the scan
 found on that line or, failing that, because swift's template rejected it. The report is a plain dict (it is
 cached as JSON and printed with `--json`); `render` draws it in the terminal.
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
-from mhsft.datagate.scan import EXAMPLES, Cause, FileScan, signatures
+from mhsft.datagate.rows import SPLITS, Split
+from mhsft.datagate.scan import EXAMPLES, Cause, FileScan
 from mhsft.datagate.spec import GateSpec
 from mhsft.paths import display
 
@@ -30,61 +31,106 @@ def _causes(causes: dict[str, Cause]) -> dict[str, dict[str, Any]]:
     return {name: {"count": c.count, "examples": c.examples} for name, c in ordered}
 
 
-def _rows_of(rows: dict[str, Any], source: str, only: bool) -> list[tuple[str, int, str | None]]:
-    """(split, token count, fingerprint) of the kept rows that came from dataset `source`."""
-    out = []
-    for split in ("train", "val"):
-        part = rows.get(split) or {"dataset": [], "lengths": [], "sig": []}
-        for name, length, sig in zip(part["dataset"], part["lengths"], part["sig"], strict=True):
-            if only or name == source or (name and source.startswith(str(name))):
-                out.append((split, int(length), sig))
-    return out
+@dataclass
+class Kept:
+    """The kept rows of one dataset (both splits, in the order swift saved them): token counts, fingerprints."""
+
+    lengths: Any  # numpy int64
+    sigs: Any  # numpy uint64
+
+    def __len__(self) -> int:
+        return len(self.lengths)
 
 
-def _match(found: FileScan, kept: list[tuple[str, int, str | None]]) -> tuple[dict[int, int], list[int]]:
-    """Source lines of the kept rows (by index in `kept`), and the source lines swift did not keep."""
-    by_sig: dict[str | None, list[int]] = defaultdict(list)
-    for number, sig in signatures(found.path):
-        by_sig[sig].append(number)
-    line_of = {}
-    for i, (_, _, sig) in enumerate(kept):
-        if sig is not None and by_sig.get(sig):
-            line_of[i] = by_sig[sig].pop(0)
-    return line_of, sorted(n for lines in by_sig.values() for n in lines)
+def _rows_of(rows: dict[str, Any], source: str, only: bool) -> Kept:
+    """The kept rows that came from dataset `source` (every row when it is the only dataset)."""
+    import numpy as np
+
+    parts = [rows[s] for s in SPLITS if rows.get(s) is not None]
+    masks = [p.of_source(lambda n: only or n == source or (n and source.startswith(str(n)))) for p in parts]
+    lengths = [p.lengths[m] for p, m in zip(parts, masks, strict=True)]
+    sigs = [p.sigs[m] for p, m in zip(parts, masks, strict=True)]
+    return Kept(_joined(lengths, np.int64), _joined(sigs, np.uint64))
 
 
-def _dataset(
-    entry: str, split: str, found: FileScan | None, kept: list[tuple[str, int, str | None]], spec: GateSpec
-) -> tuple[dict[str, Any], list[int]]:
+def _joined(arrays: list[Any], dtype: Any) -> Any:
+    """numpy arrays end to end (an empty one of `dtype` for none)."""
+    import numpy as np
+
+    return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
+
+
+def _ranks(sigs: Any) -> Any:
+    """Each row's count of earlier rows with the same fingerprint (0 for a dialogue's first copy)."""
+    import numpy as np
+
+    order = np.argsort(sigs, kind="stable")
+    ordered = sigs[order]
+    ranks = np.empty(len(sigs), dtype=np.int64)
+    ranks[order] = np.arange(len(sigs)) - np.searchsorted(ordered, ordered, "left")
+    return ranks
+
+
+def _match(found: FileScan, kept: Kept) -> tuple[Any, Any]:
+    """The source line of each kept row (0: not found) and the source lines swift did not keep, in line order.
+
+    Rows with one fingerprint pair up in order (the n-th kept copy of a dialogue is its n-th source line): stable
+    sorts and binary searches, so 200k copies of one row cost what 200k different rows do."""
+    import numpy as np
+
+    source = np.frombuffer(found.sigs, dtype=np.uint64)
+    numbers = np.frombuffer(found.numbers, dtype=np.uint64)
+    by_source = np.argsort(source, kind="stable")
+    ordered = source[by_source]
+    at = np.searchsorted(ordered, kept.sigs, "left") + _ranks(kept.sigs)
+    paired = (kept.sigs != 0) & (at < np.searchsorted(ordered, kept.sigs, "right"))
+    line_of = np.zeros(len(kept), dtype=np.uint64)
+    line_of[paired] = numbers[by_source[at[paired]]]
+    used = np.zeros(len(source), dtype=bool)
+    used[by_source[at[paired]]] = True
+    return line_of, numbers[~used]
+
+
+def _place(found: FileScan | None, line: int, index: int, entry: str) -> str:
+    """Where a kept row is: `file:line` when its line is known, else its place among the kept rows."""
+    return f"{display(found.path)}:{line}" if found and line else f"row {index + 1} of {entry}"
+
+
+def _dataset(entry: str, split: str, found: FileScan | None, kept: Kept, spec: GateSpec) -> tuple[dict[str, Any], Any]:
     """One dataset's part of the report, and the token counts of its rows that training keeps."""
+    import numpy as np
+
     causes: dict[str, Cause] = {}
     warnings: dict[str, Cause] = {}
-    line_of: dict[int, int] = {}
+    line_of = np.zeros(len(kept), dtype=np.uint64)
     read = found.rows if found and not _SAMPLE.search(entry) else len(kept)
     if found is not None and read >= len(kept):
         line_of, lost = _match(found, kept)
         where = display(found.path)
         if len(lost) == read - len(kept):  # every kept row found its line: name each dropped one
-            for number in lost:
+            for number in lost.tolist():
                 causes.setdefault(found.lines.get(number, REJECTED), Cause()).add(f"{where}:{number}")
-            for number in sorted(set(line_of.values()) & found.lines.keys()):
+            problems = np.asarray(sorted(found.lines), dtype=np.uint64)
+            for number in problems[np.isin(problems, line_of)].tolist():
                 warnings.setdefault(found.lines[number], Cause()).add(f"{where}:{number}")
         elif read > len(kept):
             causes[REJECTED] = Cause(read - len(kept))
     limit = spec.max_length
-    truncated = 0
-    lengths: list[int] = []
-    for i, (_, length, _) in enumerate(kept):
-        if limit is None or length <= limit or spec.truncation == "split":
-            lengths.append(length)
-        elif spec.truncation == "delete":
-            place = f"{display(found.path)}:{line_of[i]}" if found and i in line_of else f"row {i + 1} of {entry}"
-            causes.setdefault(TOO_LONG, Cause()).add(f"{place} ({length} tokens)")
+    lengths, truncated = kept.lengths, 0
+    if limit is not None and spec.truncation != "split":
+        over = np.flatnonzero(lengths > limit)
+        if spec.truncation == "delete":
+            if len(over):
+                examples = [
+                    f"{_place(found, int(line_of[i]), i, entry)} ({lengths[i]} tokens)" for i in over[:EXAMPLES]
+                ]
+                causes[TOO_LONG] = Cause(len(over), examples)
+            lengths = lengths[lengths <= limit]
         else:
-            truncated += 1
-            lengths.append(limit)
-    if spec.packing and spec.truncation in ("left", "right"):  # the export ran at max_length: cut rows end there
-        truncated += sum(1 for n in lengths if n == limit)
+            truncated = len(over)
+            lengths = np.minimum(lengths, limit)
+        if spec.packing and spec.truncation in ("left", "right"):  # the export ran at max_length: cut rows end there
+            truncated += int(np.count_nonzero(lengths == limit))
     part = {
         "name": entry,
         "split": split,
@@ -109,31 +155,31 @@ def _merged(parts: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
     return _causes(total)
 
 
-def _percentile(ordered: list[int], q: float) -> int:
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-def length_stats(lengths: Iterable[int], max_length: int | None) -> dict[str, Any]:
+def length_stats(lengths: Sequence[int] | Any, max_length: int | None) -> dict[str, Any]:
     """min/median/p95/p99/max/total of token counts, and a histogram over the rows' range (to max_length when
     that is within twice the longest row, so the limit shows where the rows stand against it)."""
-    ordered = sorted(lengths)
-    if not ordered:
+    import numpy as np
+
+    ordered = np.sort(np.asarray(lengths, dtype=np.int64))
+    if not len(ordered):
         return {"rows": 0}
-    low = ordered[0]
-    top = max(ordered[-1], max_length if max_length and max_length <= 2 * ordered[-1] else 0)
+    low, high = int(ordered[0]), int(ordered[-1])
+    top = max(high, max_length if max_length and max_length <= 2 * high else 0)
     width = max(1, math.ceil((top - low + 1) / HISTOGRAM_BINS))
     count = min(HISTOGRAM_BINS, math.ceil((top - low + 1) / width))
-    bins = [0] * count
-    for n in ordered:
-        bins[min(count - 1, (n - low) // width)] += 1
+    bins = np.bincount(np.minimum((ordered - low) // width, count - 1), minlength=count).tolist()
+
+    def percentile(q: float) -> int:
+        return int(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))])
+
     return {
         "rows": len(ordered),
-        "min": ordered[0],
-        "median": _percentile(ordered, 0.5),
-        "p95": _percentile(ordered, 0.95),
-        "p99": _percentile(ordered, 0.99),
-        "max": ordered[-1],
-        "total_tokens": sum(ordered),
+        "min": low,
+        "median": percentile(0.5),
+        "p95": percentile(0.95),
+        "p99": percentile(0.99),
+        "max": high,
+        "total_tokens": int(ordered.sum()),
         "histogram": [[low + i * width, low + (i + 1) * width - 1, n] for i, n in enumerate(bins)],
     }
 
@@ -152,15 +198,11 @@ def steps_per_epoch(units: int, sft: dict[str, Any], launch_env: dict[str, str])
     }
 
 
-def _copies(kept: list[tuple[str, int, str | None]], count: int) -> list[list[tuple[str, int, str | None]]]:
+def _copies(kept: Kept, count: int) -> list[Kept]:
     """The kept rows of a dataset listed `count` times, one share per listing: swift reads it once per listing
     and keeps the same rows each time, so the n-th copy of each row goes to the n-th listing."""
-    shares: list[list[tuple[str, int, str | None]]] = [[] for _ in range(count)]
-    seen: dict[str | None, int] = defaultdict(int)
-    for row in kept:
-        shares[seen[row[2]] % count].append(row)
-        seen[row[2]] += 1
-    return shares
+    share = _ranks(kept.sigs) % count
+    return [Kept(kept.lengths[share == i], kept.sigs[share == i]) for i in range(count)]
 
 
 def analyse(
@@ -172,13 +214,15 @@ def analyse(
     launch_env: dict[str, str],
 ) -> dict[str, Any]:
     """The whole report for the dataset `entries` ((name as swift gets it, train|val)) and swift's kept `rows`."""
+    import numpy as np
+
     sources = [_SAMPLE.sub("", entry) for entry, _ in entries]
     shares = {s: _copies(_rows_of(rows, s, len(set(sources)) == 1), sources.count(s)) for s in set(sources)}
     parts, lengths = [], []
     for (entry, split), source in zip(entries, sources, strict=True):
         part, kept_lengths = _dataset(entry, split, scans.get(source), shares[source].pop(0), spec)
         parts.append(part)
-        lengths += kept_lengths
+        lengths.append(kept_lengths)
     total = {k: sum(p[k] for p in parts) for k in ("read", "kept", "dropped", "truncated")}
     train_rows = _kept_in(rows.get("train"), spec)
     report: dict[str, Any] = {
@@ -188,7 +232,7 @@ def analyse(
         | {"causes": _merged(parts, "causes"), "kept_with_problems": _merged(parts, "kept_with_problems")},
         "max_length": spec.max_length,
         "truncation_strategy": spec.truncation,
-        "lengths": length_stats(lengths, spec.max_length),
+        "lengths": length_stats(_joined(lengths, np.int64), spec.max_length),
         "train_rows": train_rows,
         "val_rows": _kept_in(rows.get("val"), spec),
         "packing": None,
@@ -211,12 +255,12 @@ def sequences(report: dict[str, Any]) -> int:
     return report["packing"]["sequences"] if report["packing"] else report["train_rows"]
 
 
-def _kept_in(part: dict[str, Any] | None, spec: GateSpec) -> int:
-    if not part:
+def _kept_in(part: Split | None, spec: GateSpec) -> int:
+    if part is None:
         return 0
     if spec.truncation != "delete" or spec.max_length is None:
-        return len(part["lengths"])
-    return sum(1 for n in part["lengths"] if n <= spec.max_length)
+        return len(part.lengths)
+    return int((part.lengths <= spec.max_length).sum())
 
 
 def shares(report: dict[str, Any]) -> tuple[float, float]:

@@ -9,23 +9,25 @@ A line is judged as ms-swift's reader judges it (`datasets`' json builder: pyarr
 .json array; verified on datasets 4.8 / pyarrow 26): a UTF-8 byte order mark opening a JSON-lines file and the
 NaN/Infinity literals are accepted; a key given twice in one object (at any depth) fails the whole file in
 pyarrow; a value nested deeper than Arrow's 64 levels fails it too. A line over MAX_LINE_BYTES is not read
-into memory at all: it is refused by its number.
+into memory at all: it is refused by its number. The same pass fingerprints each row's dialogue, which the
+report matches against the rows swift kept.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import re
 import stat
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orjson import dumps, loads  # about 4x faster than the json module, with the same answers
+from xxhash import xxh3_64_intdigest
 
 from mhsft.errors import DATA_CHECK, MhsftError
 from mhsft.paths import display
@@ -76,6 +78,8 @@ class FileScan:
     layout: str = ""
     causes: dict[str, Cause] = field(default_factory=dict)
     lines: dict[int, str] = field(default_factory=dict)  # the cause of each row with a problem
+    numbers: array = field(default_factory=lambda: array("Q"))  # each row's line (item) number, in file order
+    sigs: array = field(default_factory=lambda: array("Q"))  # each row's dialogue fingerprint (0: none)
 
     def add(self, cause: str, line: int, detail: str = "") -> None:
         self.lines[line] = cause
@@ -344,13 +348,17 @@ def scan(path: Path) -> FileScan:
     firsts: dict[str, list[int]] = {}  # the first lines of each layout, to name the odd ones
     for number, row in _rows(path, kind):
         result.rows += 1
+        result.numbers.append(number)
         if isinstance(row, Refused):
             result.add(row.cause, number, row.detail)
+            result.sigs.append(0)
             continue
         if not isinstance(row, dict):
             result.add(NOT_OBJECT, number, type(row).__name__)
+            result.sigs.append(0)
             continue
         name = layout(row)
+        result.sigs.append(signature(row, name))
         seen = kinds.get(name, 0)
         kinds[name] = seen + 1
         if seen < EXAMPLES:
@@ -375,14 +383,9 @@ def scan(path: Path) -> FileScan:
     return result
 
 
-def signature(row: Any) -> str | None:
-    """A short fingerprint of a row's dialogue (its non-system texts in order), as ms-swift standardises it.
-
-    Used to tell which source rows are in the cached dataset swift wrote; None for rows it cannot be made for.
-    """
-    if not isinstance(row, dict):
-        return None
-    kind = layout(row)
+def signature(row: dict[str, Any], kind: str) -> int:
+    """A fingerprint of a row of layout `kind`: its dialogue (the non-system texts in order) as ms-swift
+    standardises it, to tell which source rows are in the cached dataset swift wrote; 0 where none is made."""
     if kind in ("messages", "conversations"):
         turns = row[kind] if isinstance(row[kind], list) else []
         texts = [
@@ -394,21 +397,17 @@ def signature(row: Any) -> str | None:
         instruction, input_ = row.get("instruction"), row.get("input")
         texts = [f"{instruction}\n{input_}" if instruction and input_ else instruction or input_, row.get("output")]
     else:
-        return None
+        return 0
     return fingerprint(texts)
 
 
-def fingerprint(texts: list[Any]) -> str:
-    """The fingerprint of a list of turn texts (shared with the worker that reads swift's output)."""
-    blob = json.dumps(texts, ensure_ascii=False, separators=(",", ":")).encode()
-    return hashlib.blake2b(blob, digest_size=8).hexdigest()
-
-
-def signatures(path: Path) -> Iterator[tuple[int, str | None]]:
-    """(line, fingerprint) for every row of a scanned file, streamed (a second pass, only when needed)."""
-    kind = _kind(path)
-    for number, row in _rows(path, kind):
-        yield number, signature(None if isinstance(row, Refused) else row)
+def fingerprint(texts: list[Any]) -> int:
+    """The 64-bit fingerprint (never 0) of a list of turn texts (shared with the worker that reads swift's output)."""
+    try:
+        blob = dumps(texts)
+    except TypeError:  # what orjson does not write (an int over 64 bits): the standard module
+        blob = json.dumps(texts, default=str).encode()
+    return xxh3_64_intdigest(blob) or 1
 
 
 def scannable(path: str) -> bool:

@@ -2,10 +2,10 @@
 
 Run as `python -m mhsft.datagate.worker SPEC.json EXPORT-ARGS...`. It calls `swift.pipelines.export_main`,
 the function the `swift export` command itself runs, so the rows are read, standardised and tokenised exactly
-as `swift sft` would (model on the meta device: tokenizer only). Then it reads the saved dataset back and
-writes `rows.json` beside it: per split, each kept row's source dataset, token count and dialogue fingerprint,
-and (with packing) the packed sequence lengths from swift's own packing function. Only this module imports
-swift.
+as `swift sft` would (model on the meta device: tokenizer only); `--dataset_num_proc` splits the work over
+processes without changing a row. Then it reads the saved dataset back a batch at a time and writes `rows.npz`
+beside it (see `rows`): per split, each kept row's source dataset, token count and dialogue fingerprint, and
+(with packing) the packed sequence lengths from swift's own packing function. Only this module imports swift.
 """
 
 from __future__ import annotations
@@ -15,29 +15,52 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mhsft.datagate.scan import fingerprint
+from mhsft.datagate.rows import FILE, Split, save
+from mhsft.datagate.scan import fingerprint, loads
+
+BATCH = 1000  # rows read back at a time: the read-back's memory does not grow with the dataset
+
+
+def _turn(message: Any) -> Any:
+    """A saved message (swift stores each as a JSON string; the standard module also reads NaN)."""
+    if not isinstance(message, str):
+        return message
+    try:
+        return loads(message)
+    except ValueError:
+        return json.loads(message)
 
 
 def _texts(messages: Any) -> list[Any]:
-    """The non-system turn texts of a saved row (swift stores each message as a JSON string)."""
-    turns = [json.loads(m) if isinstance(m, str) else m for m in messages or []]
+    """The non-system turn texts of a saved row."""
+    turns = [_turn(m) for m in messages or []]
     return [m.get("content") for m in turns if isinstance(m, dict) and m.get("role") != "system"]
 
 
-def _split(folder: Path) -> dict[str, list[Any]] | None:
+def _split(folder: Path) -> Split | None:
+    """Each saved row's token count, fingerprint and dataset, read back BATCH rows at a time."""
     if not folder.is_dir():
         return None
+    import numpy as np
     from datasets import load_from_disk
 
     table = load_from_disk(str(folder)).data
-    lengths = [max(x) if isinstance(x, list) else x for x in table.column("lengths").to_pylist()]
-    none = [None] * len(lengths)
-    names = table.column_names
-    return {
-        "dataset": table.column("dataset").to_pylist() if "dataset" in names else none,
-        "lengths": lengths,
-        "sig": [fingerprint(_texts(m)) for m in table.column("messages").to_pylist()] if "messages" in names else none,
-    }
+    columns = [c for c in ("lengths", "messages", "dataset") if c in table.column_names]
+    lengths = np.empty(table.num_rows, dtype=np.int64)
+    sigs = np.zeros(table.num_rows, dtype=np.uint64)
+    dataset = np.full(table.num_rows, -1, dtype=np.int32)
+    names: dict[str | None, int] = {}
+    start = 0
+    for batch in table.select(columns).to_batches(max_chunksize=BATCH):
+        part = batch.to_pydict()
+        end = start + batch.num_rows
+        lengths[start:end] = [max(x) if isinstance(x, list) else x for x in part["lengths"]]
+        if "messages" in part:
+            sigs[start:end] = [fingerprint(_texts(m)) for m in part["messages"]]
+        if "dataset" in part:
+            dataset[start:end] = [names.setdefault(d, len(names)) for d in part["dataset"]]
+        start = end
+    return Split(lengths, sigs, dataset, list(names))
 
 
 def packed(lengths: list[int], packing: dict[str, Any]) -> list[int]:
@@ -67,10 +90,10 @@ def main(spec_path: str, argv: list[str]) -> int:
 
     export_main(argv)
     out = Path(spec["out"])
-    summary: dict[str, Any] = {"train": _split(out / "train"), "val": _split(out / "val")}
-    if spec.get("packing") and summary["train"]:
-        summary["packed"] = packed(summary["train"]["lengths"], spec["packing"])
-    (out / "rows.json").write_text(json.dumps(summary), encoding="utf-8")
+    splits = {"train": _split(out / "train"), "val": _split(out / "val")}
+    train = splits["train"]
+    lengths = train.lengths.tolist() if train is not None and spec.get("packing") else None
+    save(out / FILE, splits, packed(lengths, spec["packing"]) if lengths is not None else None)
     return 0
 
 

@@ -30,13 +30,15 @@ class SwanlabSettings:
 
 @dataclass(frozen=True)
 class DataBudget:
-    """The [data_check] table: the largest shares (0..1) of rows the dataset gate lets go or be cut."""
+    """The [data_check] table: the largest shares (0..1) of rows the dataset gate lets go or be cut, and the
+    processes its export tokenises with (None: every core, see datagate.spec.processes)."""
 
     max_dropped: float = 0.0
     max_truncated: float = 1.0
+    num_proc: int | None = None
 
 
-DATA_CHECK_KEYS = {"max_dropped": "dropped", "max_truncated": "truncated"}
+DATA_CHECK_KEYS = {"max_dropped": "dropped", "max_truncated": "truncated", "num_proc": ""}
 
 
 @dataclass(frozen=True)

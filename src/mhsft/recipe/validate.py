@@ -445,11 +445,16 @@ def _env(raw: RawRecipe) -> dict[str, str]:
 
 
 def _data_check(raw: RawRecipe) -> DataBudget:
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     for key, value in raw.data["data_check"].items():
         where = raw.where("data_check", key)
         if key not in DATA_CHECK_KEYS:
             raise error(where, _unknown("data_check", key, DATA_CHECK_KEYS))
+        if key == "num_proc":
+            values[key] = check_value("int", False, (), value, where, argv=False)
+            if values[key] < 1:
+                raise error(where, f"the processes the data check tokenises with, 1 or more; got {value}.")
+            continue
         check_value("float", False, (), value, where, argv=False)  # never on a command line: -inf is a number
         if not 0 <= value <= 1:
             raise error(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mhsft import ui
+from mhsft.datagate.rows import lengths as kept_lengths
 from mhsft.errors import REHEARSAL_FAILED, MhsftError
 from mhsft.launch import environment_for, load_recipe
 from mhsft.recipe.model import Recipe
@@ -43,18 +44,18 @@ def derived_datasets(
 ) -> tuple[dict[str, Any], dict[str, list[int]]]:
     """The longest kept rows: N steps of the whole effective batch for training, one eval batch per step from
     the recipe's eval set. Returns the `cached` arguments of `plan.train_plan` and the rows' token lengths."""
-    rows = json.loads((Path(report["cache_dir"]) / "export" / "rows.json").read_text(encoding="utf-8"))
+    rows = kept_lengths(Path(report["cache_dir"]))
     s = report["steps"]
     batch = s["batch_size"] * s["processes"] * s["gradient_accumulation_steps"]
     limit, strategy = report["max_length"], report["truncation_strategy"]
-    picked = longest(rows["train"]["lengths"], steps * batch, limit, strategy)
+    picked = longest(rows["train"] or [], steps * batch, limit, strategy)
     cached: dict[str, Any] = {"cached_dataset": [str(copy_rows(report["cached_dataset"], picked, folder / "train"))]}
-    lengths = {"train": [rows["train"]["lengths"][i] for i in picked]}
-    if report["cached_val_dataset"] and rows.get("val"):
+    lengths = {"train": [rows["train"][i] for i in picked]}
+    if report["cached_val_dataset"] and rows["val"]:
         eval_batch = int(sft.get("per_device_eval_batch_size", 1)) * s["processes"]  # swift 4.6 default: 1
-        val = longest(rows["val"]["lengths"], min(len(rows["val"]["lengths"]), eval_batch * steps), limit, strategy)
+        val = longest(rows["val"], min(len(rows["val"]), eval_batch * steps), limit, strategy)
         cached["cached_val_dataset"] = [str(copy_rows(report["cached_val_dataset"], val, folder / "val"))]
-        lengths["val"] = [rows["val"]["lengths"][i] for i in val]
+        lengths["val"] = [rows["val"][i] for i in val]
     (folder / "lengths.json").write_text(json.dumps(lengths), encoding="utf-8")
     return cached, lengths
 

@@ -1,6 +1,6 @@
 """The rehearsal's datasets: the longest kept rows of the gate's cached datasets, longest first.
 
-Picking the rows needs only the gate's `rows.json`; copying them (`datasets`' `select` + `save_to_disk`) runs
+Picking the rows needs only the gate's `rows.npz`; copying them (`datasets`' `select` + `save_to_disk`) runs
 in a child process (`python -m mhsft.rehearse.subset SPEC.json`) so that mhsft itself never imports datasets.
 """
 
