@@ -52,9 +52,10 @@ def sharegpt(n: int, path: Path, seed: int = 0) -> Path:
 
     def text(i: int, low: int, high: int) -> str:
         size = rng.randint(low, high)
-        words = [str(i)]
-        while sum(len(w) + 1 for w in words) < size:
+        words, length = [str(i)], len(str(i))
+        while length < size:
             words.append(rng.choice(WORDS))
+            length += len(words[-1]) + 1
         return " ".join(words)[:size]
 
     with path.open("w", encoding="utf-8") as f:
