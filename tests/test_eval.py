@@ -219,3 +219,11 @@ def test_runs_show_and_compare_list_the_recorded_scores(workdir, env, fake_swift
     ]
     compared = mhsft("runs", "compare", first, second, env=env | {"COLUMNS": "200"}, cwd=workdir).stdout
     assert re.search(r"eval general_qa\s+│ 0\.2500 \(\+0\.1250\)\s+│ 0\.5000 \(\+0\.3750\)", compared)
+
+
+def test_the_server_address_is_the_one_uvicorn_reports(tmp_path: Path) -> None:
+    from mhsft.evaluation.server import listening
+
+    log = write(tmp_path / "deploy.log", "INFO:     Uvicorn running on http://127.0.0.1:8002 (Press CTRL+C to quit)\n")
+    assert listening(log, "http://127.0.0.1:8000/v1") == "http://127.0.0.1:8002/v1"
+    assert listening(tmp_path / "none.log", "http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"

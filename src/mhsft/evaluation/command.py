@@ -63,11 +63,15 @@ class Request:
 
 @dataclass
 class Server:
-    """One `swift deploy` and the models (served name -> row name: base | finetuned) scored on it."""
+    """One `swift deploy`'s arguments and the models (served name -> row name: base | finetuned) scored on it."""
 
-    plan: Plan
-    base_url: str
+    args: dict[str, Any]
     models: dict[str, str] = field(default_factory=dict)
+
+    def plan(self, target: Target, port: int) -> Plan:
+        """The `swift deploy` plan on 127.0.0.1:`port`."""
+        args = {**self.args, "host": "127.0.0.1", "port": port, "verbose": False, "log_interval": -1}
+        return command_plan("deploy", args, target.environment, Path.cwd(), recipe=target.recipe, summary=[])
 
 
 def target_for(ref: str | None, overrides: list[str], env_file: Path | None, checkpoint: str) -> Target:
@@ -132,7 +136,6 @@ def heldout_files(record: RunRecord | None, checkpoint: Path) -> list[Path]:
 
 def _servers(target: Target, saved: dict[str, Any], deploy: dict[str, Any], request: Request) -> list[Server]:
     """The deploy plans: one for base + LoRA adapter, else one per model (base first)."""
-    cwd = Path.cwd()
     base = {k: saved[k] for k in BASE_MODEL_ARGS if saved.get(k) not in (None, "", [])}
     lora = (target.checkpoint / "adapter_config.json").is_file()
     tuned = {"adapters": [str(target.checkpoint)]} if lora else {**base, "model": str(target.checkpoint)}
@@ -144,20 +147,16 @@ def _servers(target: Target, saved: dict[str, Any], deploy: dict[str, Any], requ
             {**tuned, "served_model_name": "finetuned"}
         ]
         names = ([] if request.no_base else [{"base": "base"}]) + [{"finetuned": "finetuned"}]
-    servers = []
-    for args, served in zip(wanted, names, strict=True):
-        port = PORT if request.dry_run else free_port(PORT)
-        plan_args = {**deploy, **args, "host": "127.0.0.1", "port": port, "verbose": False, "log_interval": -1}
-        plan = command_plan("deploy", plan_args, target.environment, cwd, recipe=target.recipe, summary=[])
-        servers.append(Server(plan, f"http://127.0.0.1:{port}/v1", served))
+    servers = [Server({**deploy, **args}, served) for args, served in zip(wanted, names, strict=True)]
+    for server in servers:
+        server.plan(target, PORT)  # every plan is checked (secrets, sizes) before the first server starts
     return servers
 
 
-def _score(server: Server, served: str, spec: dict[str, Any], out: Path, environment: Environment) -> None:
+def _score(who: str, served: str, base_url: str, spec: dict[str, Any], out: Path, environment: Environment) -> None:
     """Run EvalScope for one served model in a child process (bounded); its output goes to a log."""
-    who = server.models[served]
     work = out / who
-    body = {**spec, "model": served, "model_id": who, "api_url": server.base_url, "work_dir": str(work)}
+    body = {**spec, "model": served, "model_id": who, "api_url": base_url, "work_dir": str(work)}
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(out / f"evalscope-{who}.log", "wb") as log:
@@ -225,17 +224,19 @@ def evaluate(target: Target, request: Request) -> int:
     _describe(target, benches, spec, servers, out, held)
     if request.dry_run:
         for server in servers:
-            ui.echo(server.plan.shell_line())
+            ui.echo(server.plan(target, PORT).shell_line())
         return 0
     if held is not None:
         heldout.write(held, out / "heldout")
     started = time.monotonic()
     for i, server in enumerate(servers, 1):
         ui.info(f"server {i}/{len(servers)}: swift deploy serving {', '.join(server.models)} ...")
-        with serving(server.plan, target.environment, server.base_url, list(server.models), request.ready_timeout,
-                     out / f"deploy-{i}.log"):  # fmt: skip
-            for served in server.models:
-                _score(server, served, spec, out, target.environment)
+        port = free_port(PORT)  # picked as it starts: the previous server's port may not be free again yet
+        planned, log = f"http://127.0.0.1:{port}/v1", out / f"deploy-{i}.log"
+        plan = server.plan(target, port)
+        with serving(plan, target.environment, planned, list(server.models), request.ready_timeout, log) as url:
+            for served, who in server.models.items():
+                _score(who, served, url, spec, out, target.environment)
     names = spec["datasets"]
     tuned = reports.read(out / "finetuned", "finetuned", names)
     base = None if request.no_base else reports.read(out / "base", "base", names)

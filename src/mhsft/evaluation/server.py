@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,6 +19,7 @@ from mhsft.recipe.plan import Plan
 from mhsft.trained.deploy import models
 
 STOP_GRACE_S = 20.0
+LISTENING = re.compile(r"Uvicorn running on (https?://\S+) ")
 
 
 def _tail(log: Path, lines: int = 8) -> str:
@@ -36,8 +38,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             return
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, wanted: list[str], timeout: float, log: Path) -> None:
+def listening(log: Path, planned: str) -> str:
+    """The API address uvicorn says it runs on (swift moves to the next free port silently), else `planned`."""
+    try:
+        found = LISTENING.findall(log.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        found = []
+    return f"{found[-1]}/v1" if found else planned
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], planned: str, wanted: list[str], timeout: float, log: Path) -> str:
     deadline = time.monotonic() + timeout
+    base_url = planned
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise MhsftError(
@@ -45,9 +57,10 @@ def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, wanted: list[str],
                 f"output is in {log}.",
                 proc.returncode or 1,
             )
+        base_url = listening(log, planned)
         listed = models(base_url, None)
         if listed is not None and all(name in listed for name in wanted):
-            return
+            return base_url
         time.sleep(0.5)
     raise MhsftError(
         f"swift deploy did not serve {', '.join(wanted)} at {base_url} within {timeout:g} s ({_tail(log)}). "
@@ -58,9 +71,10 @@ def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, wanted: list[str],
 
 @contextlib.contextmanager
 def serving(
-    plan: Plan, environment: Environment, base_url: str, wanted: list[str], timeout: float, log: Path
-) -> Iterator[None]:
-    """Run the plan's `swift deploy` until the block ends; raise MhsftError if it never serves `wanted`."""
+    plan: Plan, environment: Environment, planned: str, wanted: list[str], timeout: float, log: Path
+) -> Iterator[str]:
+    """Run the plan's `swift deploy` until the block ends, yielding the API address it serves `wanted` at (the
+    `planned` one unless swift moved to another port); raise MhsftError if it never serves them."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -73,7 +87,6 @@ def serving(
             preexec_fn=die_with_parent(),
         )
     try:
-        _wait_ready(proc, base_url, wanted, timeout, log)
-        yield
+        yield _wait_ready(proc, planned, wanted, timeout, log)
     finally:
         _stop(proc)
