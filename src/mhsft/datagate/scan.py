@@ -270,7 +270,8 @@ def _kind(path: Path) -> str:
     return "array" if head.lstrip()[:1] == b"[" else "lines"  # datasets reads any file opening with [ as one
 
 
-def _parsed(number: int, line: bytes | int) -> Any:
+def _parsed(line: bytes | int) -> Any:
+    """A line as swift's reader takes it, or `Refused` (an int: the size of a line too long to read)."""
     if type(line) is int:
         return Refused(TOO_LONG_LINE, f"{line / (1 << 20):.0f} MiB")
     try:
@@ -294,20 +295,26 @@ def _lines(path: Path) -> Iterator[tuple[int, Any]]:
                     block = f.read(size)
                     continue
                 number += 1
-                yield number, _parsed(number, skipped + cut)
+                yield number, _parsed(skipped + cut)
                 skipped, block = -1, block[cut + 1 :]
             lines = block.split(b"\n")
             lines[0] = carry + lines[0]
             carry = lines.pop()
             for line in lines:  # only the first can be too long: the others fit in a block
                 number += 1
-                if line.strip():
-                    yield number, _parsed(number, len(line) if len(line) > MAX_LINE_BYTES else line)
+                if line and not line.isspace():
+                    if len(line) > MAX_LINE_BYTES:
+                        yield number, _parsed(len(line))
+                        continue
+                    try:
+                        yield number, parse_line(line)
+                    except Refused as refused:
+                        yield number, refused
             if len(carry) > MAX_LINE_BYTES:
                 skipped, carry = len(carry), b""
             block = f.read(size)
     if skipped >= 0 or carry.strip():
-        yield number + 1, _parsed(number + 1, skipped if skipped >= 0 else carry)
+        yield number + 1, _parsed(skipped if skipped >= 0 else carry)
 
 
 def _items(items: list[Any]) -> Iterator[tuple[int, Any]]:
