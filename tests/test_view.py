@@ -300,3 +300,22 @@ def test_no_runs_here_says_which_folder_below_holds_them(workdir, env) -> None:
     write(workdir / "mhsft-selftest" / ".mhsft" / "runs" / "20261201-101500-sft-ab12.json", "{}")
     result = mhsft("runs", env=env, cwd=workdir)
     assert result.returncode == 0 and "mhsft-selftest/ holds 1 (cd mhsft-selftest && mhsft runs)" in result.stderr
+
+
+def test_runs_show_names_the_datasets_and_set_overrides_a_run_used(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    trained = mhsft(
+        "train", "r.toml", "--set", "sft.num_train_epochs=2", "--set", "swanlab.exp_name=e2", env=env, cwd=workdir
+    )
+    assert trained.returncode == 0, trained.stderr
+    shown = mhsft("runs", "show", env=env | {"COLUMNS": "200"}, cwd=workdir)
+    assert "dataset   data/train.jsonl" in shown.stdout, shown.stdout
+    assert "--set     sft.num_train_epochs=2 swanlab.exp_name=e2" in shown.stdout
+    doc = json.loads(mhsft("runs", "show", "--json", env=env, cwd=workdir).stdout)
+    assert doc["datasets"] == {"dataset": ["data/train.jsonl"]} and doc["overrides"][0] == "sft.num_train_epochs=2"
+    (path,) = (workdir / ".mhsft" / "runs").glob("*-sft-*.json")  # the gate's counts, as a gated run records them
+    record = json.loads(path.read_text())
+    counts = {"rows_read": 54, "rows_kept": 52, "rows_dropped": 2, "rows_truncated": 0, "steps_per_epoch": 3}
+    path.write_text(json.dumps(record | {"extra": record["extra"] | {"data_check": counts}}))
+    shown = mhsft("runs", "show", env=env | {"COLUMNS": "200"}, cwd=workdir)
+    assert "52 of 54 rows kept (2 dropped, 0 truncated), 3 steps per epoch" in shown.stdout

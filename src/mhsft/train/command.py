@@ -71,6 +71,8 @@ def train(
         plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, log=log
     )
     cached, extra = gate_extra(report, recipe) if report is not None else (None, {})
+    extra["datasets"] = {k: v for k, v in recipe.args["sft"].items() if k in CACHED_REPLACES}  # as in the recipe
+    extra |= {"overrides": list(overrides)} if overrides else {}
     return start_run(
         recipe,
         environment,

@@ -80,6 +80,9 @@ def details(record: RunRecord) -> dict[str, Any]:
         "swanlab": links.swanlab_of(record),
         "eval": record.extra.get("eval"),
         "node_check": record.extra.get("node_check"),  # why a Slurm run's nodes refused to start swift
+        "datasets": record.extra.get("datasets"),  # as the recipe named them (swift got the gate's cache)
+        "overrides": record.extra.get("overrides", []),  # the --set values of `mhsft train`
+        "data_check": record.extra.get("data_check"),
     }
 
 
@@ -146,6 +149,18 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
         ("duration", duration_text(info["duration_s"])),
         ("output", info["run_dir"] or info["output_dir"] or "-"),
     ]
+    for key, values in (info.get("datasets") or {}).items():
+        pairs.append((key.replace("_", " "), ", ".join(map(str, values)) if isinstance(values, list) else str(values)))
+    if info.get("overrides"):
+        pairs.append(("--set", " ".join(info["overrides"])))
+    if gate := info.get("data_check"):
+        pairs.append(
+            (
+                "data check",
+                f"{gate['rows_kept']} of {gate['rows_read']} rows kept ({gate['rows_dropped']} "
+                f"dropped, {gate['rows_truncated']} truncated), {gate['steps_per_epoch']} steps per epoch",
+            )
+        )
     if info["node_check"]:
         pairs.append(("node check", info["node_check"]))
     if info["checkpoint"]:
