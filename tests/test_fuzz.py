@@ -189,3 +189,16 @@ def test_fuzzed_recipes_end_in_a_plan_or_a_clear_error(entries, junk: str) -> No
             train_plan(recipe, env, folder, run_id="x")
         except MhsftError as exc:
             assert exc.exit_code == 2 and exc.message.strip() and "\n" not in exc.message.strip()
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("report", "--temperature"), ("infer", "--temperature"), ("infer", "--cache-fraction"), ("runs", "--interval")],
+)
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_numbers_are_refused_at_the_option(workdir: Path, env, fake_swift, command, option, value) -> None:
+    args = ["runs", "show", option, value] if command == "runs" else [command, option, value]
+    result = mhsft(*args, env=env, cwd=workdir)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"Invalid value for '{option}'" in result.stderr and ("finite" in result.stderr or value == "inf")
+    assert fake_swift.calls() == []

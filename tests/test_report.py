@@ -6,10 +6,12 @@ The report on a real training run (every section, swift infer twice, the browser
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 from support.environment import SECRET
-from support.running import local_recipe, mhsft, write
+from support.running import local_recipe, mhsft, training_started, write
 
 
 def train(workdir: Path, env: dict, mode: str = "exit:0") -> dict:
@@ -123,3 +125,93 @@ def test_swanlab_for_a_cloud_run_without_a_key_is_a_clear_error(workdir, env, fa
     assert result.returncode == 2 and "--swanlab: no SwanLab API key" in result.stderr
     assert "report: " in result.stderr  # the files are written first
     assert "Traceback" not in result.stderr
+
+
+def _answerable(workdir: Path, env: dict) -> Path:
+    """A trained run whose checkpoint names its base model (as swift's args.json does); its run folder."""
+    local_recipe(workdir)
+    run_dir = Path(train(workdir, env)["run_dir"])
+    saved = {"model": str(workdir / "model"), "template": "qwen2_5"}
+    (run_dir / "checkpoint-20" / "args.json").write_text(json.dumps(saved))
+    return run_dir
+
+
+def test_out_is_a_folder_of_the_reports_own_and_an_input_there_is_never_cut(workdir, env, fake_swift) -> None:
+    _answerable(workdir, env)
+    rows = "".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"}]}) + "\n" for i in range(5))
+    mine = write(workdir / "mine" / "prompts.jsonl", rows)
+    answering = env | {"FAKE_SWIFT_ANSWER": "fine"}
+    args = ("report", "--prompts", "mine/prompts.jsonl", "--samples", "2")
+    refused = mhsft(*args, "--out", "mine", env=answering, cwd=workdir)
+    assert refused.returncode == 2 and "--out mine is not empty (prompts.jsonl)" in refused.stderr
+    assert "--overwrite" in refused.stderr
+    forced = mhsft(*args, "--out", "mine", "--overwrite", env=answering, cwd=workdir)
+    assert forced.returncode == 2 and "would be replaced by the 2 row(s) used" in forced.stderr
+    assert mine.read_text() == rows and not [c for c in fake_swift.calls() if c["argv"][0] == "infer"]
+    for _ in range(2):  # a new folder, then the same one again: it is the report's own
+        written = mhsft(*args, "--out", "rep", env=answering, cwd=workdir)
+        assert written.returncode == 0, written.stderr
+    assert len((workdir / "rep" / "prompts.jsonl").read_text().splitlines()) == 2
+    assert "| 2 | q1 | - | fine | fine |" in (workdir / "rep" / "report.md").read_text()
+    assert mine.read_text() == rows
+    for result in (refused, forced):
+        assert "Traceback" not in result.stderr
+
+
+HOSTILE = (
+    "<script>alert(1)</script> <img src=x onerror=alert(2)> <iframe src='http://127.0.0.1:9/f'></iframe> "
+    "![t](http://127.0.0.1:9/pixel.png) [click](javascript:alert(3)) <http://127.0.0.1:9/auto>"
+)
+
+
+def _rendered_tags(markdown: str) -> list[tuple[str, dict]]:
+    """The HTML elements a Markdown viewer that renders inline HTML (markdown-it, CommonMark + tables) makes."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    found: list[tuple[str, dict]] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, dict(attrs)))
+
+    Tags().feed(MarkdownIt("commonmark").enable("table").render(markdown))
+    return found
+
+
+def test_report_md_shows_hostile_prompts_and_answers_as_text(workdir, env, fake_swift) -> None:
+    _answerable(workdir, env)
+    write(workdir / "p.jsonl", json.dumps({"messages": [{"role": "user", "content": HOSTILE}]}) + "\n")
+    result = mhsft(
+        "report", "--prompts", "p.jsonl", "--samples", "1", env=env | {"FAKE_SWIFT_ANSWER": HOSTILE}, cwd=workdir
+    )
+    assert result.returncode == 0, result.stderr
+    folder = next((workdir / "out").glob("v*")) / "report"
+    md = (folder / "report.md").read_text()
+    tags = _rendered_tags(md)
+    assert not [t for t, _ in tags if t in ("script", "iframe")]
+    assert [a["src"] for t, a in tags if t == "img"] == ["loss.png"]  # the curve beside it; nothing from elsewhere
+    assert not [a for t, a in tags if t == "a" and "127.0.0.1" in a.get("href", "") + a.get("src", "")]
+    assert not [a for t, a in tags if t == "a" and a.get("href", "").startswith("javascript")]
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").enable("table").render(md)
+    assert rendered.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 3  # prompt, base and fine-tuned answer
+    assert "<script" not in (folder / "report.html").read_text()
+
+
+def test_report_of_a_run_still_going_says_so_in_words(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    proc, _ = training_started(
+        workdir, env | {"FAKE_SWIFT_MODE": "sleep"}, fake_swift, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        result = mhsft("report", "--samples", "0", "--out", "rep", env=env, cwd=workdir)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    assert result.returncode == 0, result.stderr
+    text = (workdir / "rep" / "report.md").read_text()
+    assert "| status | still running |" in text and "exit None" not in text
+    assert "No side-by-side: the run is still running: no checkpoint yet." in text

@@ -319,3 +319,81 @@ def test_runs_show_names_the_datasets_and_set_overrides_a_run_used(workdir, env,
     path.write_text(json.dumps(record | {"extra": record["extra"] | {"data_check": counts}}))
     shown = mhsft("runs", "show", env=env | {"COLUMNS": "200"}, cwd=workdir)
     assert "52 of 54 rows kept (2 dropped, 0 truncated), 3 steps per epoch" in shown.stdout
+
+
+def test_a_diverged_run_shows_nan_losses_and_warns(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    rows = [(2, 2.0), (4, 1.5), (6, float("nan")), (8, float("inf")), (10, float("nan")), (20, float("nan"))]
+    logged = [{"loss": v, "global_step/max_steps": f"{s}/20"} for s, v in rows]
+    logged.append({"eval_loss": float("nan"), "global_step/max_steps": "10/20"})
+    (Path(run["run_dir"]) / "logging.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logged))  # NaN, Infinity
+    shown = mhsft("runs", "show", env=env, cwd=workdir)
+    assert shown.returncode == 0, shown.stderr
+    assert "warning: the train loss is nan at step 6: the run diverged" in shown.stdout
+    ckpts = re.findall(r"^\s+(\d+)\s+(\S+)\s+(\S+)\s+\S+/checkpoint-\d+", shown.stdout, re.M)
+    assert ckpts == [("10", "nan", "nan"), ("20", "nan", "-")]  # not the 1.5 logged before the nan
+    doc = json.loads(mhsft("runs", "show", "--json", env=env, cwd=workdir).stdout, parse_constant=_no_constants)
+    assert doc["loss"]["train"][2:4] == [[6, "nan"], [8, "inf"]] and doc["warnings"][0].startswith("the train loss")
+    assert [c["train_loss"] for c in doc["checkpoints"]] == ["nan", "nan"]
+    report = mhsft("report", "--samples", "0", "--out", "rep", env=env, cwd=workdir)
+    assert report.returncode == 0, report.stderr
+    md = (workdir / "rep" / "report.md").read_text()
+    assert "Warning: the train loss is nan at step 6: the run diverged" in md
+    assert "| 10 | nan | nan |" in md and "| last_loss | nan |" in md
+
+
+def _no_constants(name: str):
+    raise AssertionError(f"{name} in JSON output: not valid JSON")
+
+
+TERMINAL_TRICKS = "\x1b]0;owned\x07\x1b[2J\x1b[31m\x9b2J\u202e"
+
+
+def test_control_characters_in_names_are_shown_escaped(workdir, env, fake_swift) -> None:
+    local_recipe(workdir)
+    data = write(workdir / "data" / f"x{TERMINAL_TRICKS}.jsonl", (workdir / "data" / "train.jsonl").read_text())
+    recipe = (workdir / "r.toml").read_text().replace('name = "unit"', f"name = {json.dumps('ev' + TERMINAL_TRICKS)}")
+    write(workdir / "r.toml", recipe.replace('"data/train.jsonl"', json.dumps(f"data/{data.name}")))
+    escaped = "\\x1b]0;owned\\x07\\x1b[2J\\x1b[31m\\x9b2J\\u202e"
+    wide = env | {"COLUMNS": "400"}
+    trained = mhsft("train", "r.toml", env=wide, cwd=workdir)
+    assert trained.returncode == 0, trained.stderr
+    listed = mhsft("runs", env=wide, cwd=workdir)
+    shown = mhsft("runs", "show", env=wide, cwd=workdir)
+    for name, text in (("plan", trained.stderr), ("runs", listed.stdout), ("runs show", shown.stdout)):
+        assert not any(c in text for c in "\x1b\x07\x9b\u202e"), name
+        assert f"ev{escaped}" in text and (name == "runs" or f"x{escaped}.jsonl" in text), name
+
+
+def test_a_board_never_announces_a_port_another_board_holds(workdir, env, fake_swift, tmp_path) -> None:
+    local_recipe(workdir)
+    run = train(workdir, env)
+    held = tmp_path / "held"  # board B's `swanlab` waits (after mhsft picked its port) until board A holds it
+    write(
+        held / "swanlab",
+        f"#!{sys.executable}\nimport os, sys, time\nfrom pathlib import Path\n"
+        f"Path({str(tmp_path / 'argv')!r}).write_text(' '.join(sys.argv))\n"
+        f"while not Path({str(tmp_path / 'go')!r}).exists():\n    time.sleep(0.05)\n"
+        f"os.execv({shutil.which('swanlab', path=str(Path(sys.executable).parent))!r}, sys.argv)\n",
+    ).chmod(0o755)
+    b, b_lines, b_ready = start_board(workdir, env | {"PATH": f"{held}:{env['PATH']}"}, run["id"])
+    a = None
+    try:
+        wait_until((tmp_path / "argv").exists, 30, "board B to pick its port")
+        picked = int((tmp_path / "argv").read_text().split("--port ")[1].split()[0])
+        a, a_lines, a_ready = start_board(workdir, env, "--port", str(picked))  # free until B's server binds it
+        assert a_ready.wait(60) and port_in(a_lines) == picked, "".join(a_lines)
+        (tmp_path / "go").write_text("")
+        assert b_ready.wait(60), "".join(b_lines)
+        announced = port_in(b_lines)
+        assert announced != picked  # B moved on to a port of its own, and that one is B's
+        a.send_signal(signal.SIGINT)
+        assert a.wait(timeout=30) == 130
+        with socket.create_connection(("127.0.0.1", announced), timeout=5):
+            pass
+    finally:
+        for proc in (b, a):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=30)

@@ -110,6 +110,13 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+def _finite_number(value: float | None) -> float | None:
+    """Refuse nan and inf for a number such as a temperature (click's min= and max= let nan through)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number; give one such as 0.7.")
+    return value
+
+
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the exact command and exit; start nothing.")]
 TimeoutOpt = Annotated[
     float,
@@ -373,6 +380,7 @@ CacheOpt = Annotated[
         "--cache-fraction",
         min=0.01,
         max=1.0,
+        callback=_finite_number,
         show_default=False,
         help="Share of GPU memory for the KV cache (lmdeploy/vllm/sglang).",
     ),
@@ -401,7 +409,9 @@ def infer(
         Path | None, typer.Option("--result-path", show_default=False, help="Where batch results go (jsonl).")
     ] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1, show_default=False)] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, show_default=False)] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", min=0.0, callback=_finite_number, show_default=False)
+    ] = None,
     stream: Annotated[
         bool | None, typer.Option("--stream/--no-stream", show_default=False, help="Stream tokens as they come.")
     ] = None,
@@ -638,7 +648,10 @@ def runs_show(
     json_: Annotated[bool, typer.Option("--json", help="Print a JSON document (schema_version 1) instead.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Refresh until the run is no longer running.")] = False,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.2, metavar="SECONDS", help="Seconds between refreshes (--follow).")
+        float,
+        typer.Option(
+            "--interval", min=0.2, metavar="SECONDS", callback=_finite, help="Seconds between refreshes (--follow)."
+        ),
     ] = 5.0,
 ) -> None:
     """One run in detail: recipe, command, state, checkpoints with their train/eval loss, best and last, final
@@ -700,8 +713,16 @@ def report(
     ] = 5,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", show_default=False, help="Folder for the report (default: RUN_DIR/report)."),
+        typer.Option(
+            "--out",
+            "-o",
+            show_default=False,
+            help="Folder for the report: new, empty or an earlier report's (default: RUN_DIR/report).",
+        ),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write the report's files into a non-empty --out folder.")
+    ] = False,
     prompts: Annotated[
         Path | None,
         typer.Option(
@@ -718,7 +739,9 @@ def report(
             "--max-new-tokens", min=1, show_default=False, help="Default: the recipe's infer max_new_tokens, else 256."
         ),
     ] = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="Same for both models.")] = 0.0,
+    temperature: Annotated[
+        float, typer.Option("--temperature", min=0.0, callback=_finite_number, help="Same for both models.")
+    ] = 0.0,
     swanlab: Annotated[
         bool, typer.Option("--swanlab", help="Also log the Markdown to the run's SwanLab experiment as text.")
     ] = False,
@@ -746,6 +769,7 @@ def report(
 
     options = {"samples": samples, "prompts": prompts, "checkpoint": checkpoint, "backend": backend}
     options |= {"max_new_tokens": max_new_tokens, "temperature": temperature, "swanlab": swanlab}
+    options["overwrite"] = overwrite
     raise typer.Exit(write_report(run, out, env_file, options))
 
 

@@ -7,6 +7,7 @@ rich, imported when one is drawn.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
@@ -28,6 +29,15 @@ def hide_environment(values: Mapping[str, str]) -> None:
 
 def clean(text: str) -> str:
     return redact(text, _secrets)
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with terminal control characters shown escaped (ESC as \\x1b, BEL, CR, C1 codes, bidi overrides):
+    a recipe or file name cannot clear the screen, set the title or hide text. Newlines and tabs stay."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 class _Redacting:
@@ -63,11 +73,11 @@ def info(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    print(_styled("warning:", "33"), clean(text), file=sys.stderr, flush=True)
+    print(_styled("warning:", "33"), clean(printable(text)), file=sys.stderr, flush=True)
 
 
 def error(text: str) -> None:
-    print(_styled("error:", "1;31"), clean(text), file=sys.stderr, flush=True)
+    print(_styled("error:", "1;31"), clean(printable(text)), file=sys.stderr, flush=True)
 
 
 def crashed() -> None:
@@ -94,7 +104,7 @@ def pairs(rows: list[tuple[str, str]]) -> None:
     """Aligned `key  value` lines on stderr (the plan shown before swift starts)."""
     width = max((len(k) for k, _ in rows), default=0)
     for key, value in rows:
-        info(f"{_styled(key.ljust(width), '36')}  {value}")
+        info(f"{_styled(printable(key).ljust(width), '36')}  {printable(value)}")
 
 
 def table(title: str | None, columns: list[str], rows: list[list[str]], styles: dict[str, str] | None = None) -> None:
@@ -107,5 +117,5 @@ def table(title: str | None, columns: list[str], rows: list[list[str]], styles: 
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in rows:
-        t.add_row(*(Text(clean(cell), style=(styles or {}).get(cell, "")) for cell in row))
+        t.add_row(*(Text(clean(printable(cell)), style=(styles or {}).get(cell, "")) for cell in row))
     Console(highlight=False).print(t)

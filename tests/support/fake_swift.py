@@ -10,7 +10,9 @@ For sft, the run folder is --output_dir itself with `--add_version false`, else 
 names it; it gets owner.json ({pid}). $FAKE_SWIFT_HOLD seconds of sleep after the layout make runs overlap.
 With $FAKE_SWIFT_SWANLAB=N, logging.jsonl holds N steps, and with --swanlab_mode local the real swanlab SDK logs
 the same losses (as swift's callback: its run id and log folder from the environment mhsft gives), one every
-$FAKE_SWIFT_STEP_S seconds.
+$FAKE_SWIFT_STEP_S seconds; without it, --swanlab_mode local and $SWANLAB_LOG_DIR give an (empty) SwanLab run
+folder there. With $FAKE_SWIFT_ANSWER set, `infer --val_dataset IN --result_path OUT` writes each row of IN to
+OUT with that text as its `response`.
   serve     a tiny OpenAI-like server on --port (GET /v1/models, /health), like `swift deploy`
 """
 
@@ -28,6 +30,10 @@ def option(argv, name, default=None):
     return argv[argv.index(name) + 1] if name in argv else default
 
 
+def logged_steps():
+    return int(os.environ.get("FAKE_SWIFT_SWANLAB", "0"))
+
+
 def lay_out_training(argv):
     out = Path(option(argv, "--output_dir", "output"))
     out.mkdir(parents=True, exist_ok=True)
@@ -38,6 +44,9 @@ def lay_out_training(argv):
         run = out / f"v{n}-{time.strftime('%Y%m%d-%H%M%S')}"
         run.mkdir(exist_ok=True)
     (run / "owner.json").write_text(json.dumps({"pid": os.getpid()}))
+    if option(argv, "--swanlab_mode") == "local" and os.environ.get("SWANLAB_LOG_DIR") and not logged_steps():
+        stamp, run_id = time.strftime("%Y%m%d_%H%M%S"), os.environ.get("SWANLAB_RUN_ID", "fake")
+        (Path(os.environ["SWANLAB_LOG_DIR"]) / f"run-{stamp}-{run_id}").mkdir(parents=True, exist_ok=True)
     steps = [int(s) for s in os.environ.get("FAKE_SWIFT_STEPS", "10,20").split(",")]
     for step in steps:
         ckpt = run / f"checkpoint-{step}"
@@ -48,7 +57,7 @@ def lay_out_training(argv):
         (ckpt / "trainer_state.json").write_text(json.dumps(state))
     (run / "last-checkpoint").symlink_to(run / f"checkpoint-{steps[-1]}")
     last = {"last_model_checkpoint": str(run / f"checkpoint-{steps[-1]}"), "global_step": steps[-1]}
-    logged = int(os.environ.get("FAKE_SWIFT_SWANLAB", "0"))
+    logged = logged_steps()
     rows = [{"loss": round(3.0 / i, 6), "global_step/max_steps": f"{i}/{logged}"} for i in range(1, logged + 1)]
     rows = rows or [{"loss": 1.0, "global_step/max_steps": "1/2"}]
     (run / "logging.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, last]))
@@ -65,6 +74,11 @@ def log_to_swanlab(argv, rows):
         swanlab.log({"train/loss": row["loss"]}, step=step)
         time.sleep(float(os.environ.get("FAKE_SWIFT_STEP_S", "0")))  # a run that is still training
     swanlab.finish()
+
+
+def answer(argv, text):
+    rows = [json.loads(line) for line in Path(option(argv, "--val_dataset")).read_text().splitlines() if line.strip()]
+    Path(option(argv, "--result_path")).write_text("".join(json.dumps(r | {"response": text}) + "\n" for r in rows))
 
 
 def serve(argv):
@@ -117,6 +131,8 @@ def main():
     if mode.startswith("exit:"):
         if argv[:1] == ["sft"]:
             lay_out_training(argv)
+        if argv[:1] == ["infer"] and "FAKE_SWIFT_ANSWER" in os.environ:
+            answer(argv, os.environ["FAKE_SWIFT_ANSWER"])
         sys.exit(int(mode.split(":")[1]))
     if mode == "train":
         lay_out_training(argv)
@@ -137,6 +153,8 @@ def main():
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGHUP, stop)
+        if argv[:1] == ["sft"]:
+            print("Train:   0%|          | 0/20", flush=True)  # as swift's progress bar starts (a verdict reads it)
         Path(f"{log}.started").write_text(json.dumps({"pid": os.getpid(), "grandchild": child.pid}))
         while True:
             time.sleep(0.1)

@@ -93,11 +93,16 @@ def tiny_fixtures(root: Path) -> SimpleNamespace:
 
 
 def training_started(
-    workdir: Path, env: dict[str, str], fake_swift: FakeSwift, **popen
+    workdir: Path,
+    env: dict[str, str],
+    fake_swift: FakeSwift,
+    args: tuple[str, ...] = ("train", "r.toml"),
+    timeout: float = 30.0,
+    **popen,
 ) -> tuple[subprocess.Popen, dict]:
-    """`mhsft train r.toml` in the background until the fake swift has started; returns it and swift's start info
-    (pid, grandchild). `popen` goes to Popen (stdout/stderr)."""
-    proc = subprocess.Popen([sys.executable, "-m", "mhsft", "train", "r.toml"], cwd=workdir, env=env, **popen)
+    """`mhsft train r.toml` (or `mhsft ARGS`) in the background until the fake swift has started (within
+    `timeout` s); returns it and swift's start info (pid, grandchild). `popen` goes to Popen (stdout/stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "mhsft", *args], cwd=workdir, env=env, **popen)
     started = Path(f"{fake_swift.log}.started")
-    wait_until(started.exists, 30, "the fake swift to start")
+    wait_until(started.exists, timeout, "the fake swift to start")
     return proc, json.loads(started.read_text())

@@ -12,21 +12,32 @@ from typing import Any
 
 from mhsft import ui
 from mhsft.datagate.rows import lengths as kept_lengths
-from mhsft.errors import REHEARSAL_FAILED, MhsftError
+from mhsft.errors import INTERRUPTED, REHEARSAL_FAILED, MhsftError
 from mhsft.launch import environment_for, load_recipe
+from mhsft.paths import absolute
 from mhsft.recipe.model import Recipe
 from mhsft.recipe.plan import train_plan
 from mhsft.rehearse.subset import copy_rows, longest
 from mhsft.rehearse.verdict import EVALUATION, FAILED, SAVE, Verdict, full_schedule, judge, measure, project, show
 
 SUFFIX = "-rehearsal"
+STOPPED_BY = {INTERRUPTED: "Ctrl-C, SIGINT", 128 + 15: "SIGTERM", 128 + 1: "SIGHUP", 128 + 3: "SIGQUIT"}  # see runner
 
 
-def rehearsal_recipe(recipe: Recipe, steps: int, output_dir: Path, has_eval: bool) -> Recipe:
-    """The recipe changed only so that N steps reach an evaluation and a checkpoint save, longest rows first."""
+def rebased(path: str, cwd: Path, real: Path, rehearsal: Path) -> str:
+    """`path` moved from the real run's output folder to the same place in the rehearsal's (as is when outside)."""
+    full = Path(absolute(path, cwd))
+    return str(rehearsal / full.relative_to(real)) if full.is_relative_to(real) else path
+
+
+def rehearsal_recipe(recipe: Recipe, steps: int, run_dir: Path, has_eval: bool, real: Path) -> Recipe:
+    """The recipe changed only so that N steps reach an evaluation and a checkpoint save, longest rows first,
+    with every output path in the rehearsal's folders: nothing is written into the real run's output_dir `real`."""
+    output_dir = Path(f"{real}{SUFFIX}")
     sft = dict(recipe.args["sft"])
     sft |= {
         "output_dir": str(output_dir),
+        "logging_dir": str(run_dir / "runs"),  # TensorBoard's folder, where swift puts it by default
         "max_steps": steps,
         "save_steps": steps,
         "logging_steps": 1,
@@ -35,8 +46,10 @@ def rehearsal_recipe(recipe: Recipe, steps: int, output_dir: Path, has_eval: boo
     }
     if has_eval:
         sft["eval_steps"] = steps
-    swanlab = replace(recipe.swanlab, exp_name=recipe.swanlab.exp_name + SUFFIX)
-    return replace(recipe, args=recipe.args | {"sft": sft}, swanlab=swanlab)
+    env = recipe.env | {"TENSORBOARD_LOGGING_DIR": sft["logging_dir"]}  # swift lets this variable win
+    log_dir = recipe.swanlab.log_dir and rebased(recipe.swanlab.log_dir, Path.cwd(), real, output_dir)
+    swanlab = replace(recipe.swanlab, exp_name=recipe.swanlab.exp_name + SUFFIX, log_dir=log_dir)
+    return replace(recipe, args=recipe.args | {"sft": sft}, swanlab=swanlab, env=env)
 
 
 def derived_datasets(
@@ -72,6 +85,18 @@ def capped_steps(steps: int, sft: dict[str, Any], report: dict[str, Any]) -> int
     return max(total, 1)
 
 
+def interrupted(code: int, run_dir: Path, log_path: Path, steps: int, as_json: bool) -> MhsftError:
+    """The error for a rehearsal stopped by a signal (Ctrl-C, SIGTERM): no verdict on the recipe either way."""
+    name, reached = STOPPED_BY[code], measure(run_dir, steps, 0.0)["steps"]
+    if as_json:
+        ui.echo(json.dumps({"interrupted": name, "exit_code": code, "log": str(log_path), "run_dir": str(run_dir)}))
+    return MhsftError(
+        f"the rehearsal was interrupted ({name}) at step {reached}/{steps}: no verdict on the recipe, which may "
+        f"well be fine. Its partial output is in {run_dir}; rehearse again to get the verdict.",
+        code,
+    )
+
+
 def rehearse(
     ref: str, overrides: list[str], env_file: Path | None, *, steps: int, check: bool, timeout: float, as_json: bool
 ) -> int:
@@ -93,12 +118,12 @@ def rehearse(
     assert report is not None  # the gate always runs here (data_check=True)
     steps = capped_steps(steps, recipe.args["sft"], report)
     push = check_push(recipe, environment, timeout)
-    output_dir = Path(f"{real.output_dir}{SUFFIX}")
-    run_dir = reserve_version_dir(output_dir)
+    assert real.output_dir is not None  # a training plan always has one
+    run_dir = reserve_version_dir(Path(f"{real.output_dir}{SUFFIX}"))
     (run_dir / "rehearsal-data").mkdir()
     cached, lengths = derived_datasets(report, steps, run_dir / "rehearsal-data", recipe.args["sft"])
     has_eval = "cached_val_dataset" in cached and recipe.args["sft"].get("eval_strategy") != "no"
-    rehearsal = rehearsal_recipe(recipe, steps, output_dir, has_eval)
+    rehearsal = rehearsal_recipe(recipe, steps, run_dir, has_eval, real.output_dir)
     run_id = new_swanlab_run_id()
     plan = train_plan(rehearsal, environment, cwd, run_id=run_id, cached=cached, run_dir=run_dir)
     ui.pairs([*plan.summary[:3], ("rehearsal", f"{steps} step(s) of the longest rows, eval and save at step {steps}")])
@@ -111,6 +136,8 @@ def rehearse(
     with log_path.open("w", encoding="utf-8") as log:
         code = execute(plan, environment, rehearsal, log=log, swanlab_run_id=run_id, extra=extra, run_dir=str(run_dir))
     wall = time.monotonic() - started
+    if code in STOPPED_BY:  # mhsft was interrupted and stopped swift: nothing is known about the recipe
+        raise interrupted(code, run_dir, log_path, steps, as_json)
     text = log_path.read_text(encoding="utf-8", errors="replace")
     save = recipe.args["sft"].get("save_strategy") != "no"
     moments = judge(run_dir, text, code, steps, has_eval, save)
@@ -123,8 +150,6 @@ def rehearse(
     projection = project(measured, total, evals, saves, eval_scale)
     verdict = Verdict(moments, measured, projection, code, str(log_path), str(run_dir))
     show(verdict, as_json)
-    if crashed and code >= 128:  # stopped by a signal (Ctrl-C): execute's last line said so
-        return code
     if crashed:
         raise MhsftError(f"swift crashed before the rehearsal's first step (exit {code}): see {log_path}.", code)
     if not verdict.passed:

@@ -17,6 +17,8 @@ from mhsft.runs.store import load_all
 from mhsft.trained.target import Target, run_recipe
 from mhsft.view import history, show
 
+MARKER = ".mhsft-report"  # in a folder the report made: a later report may write there again
+
 
 def training_record(cwd: Path, run_id: str | None) -> RunRecord:
     """The training run `run_id` (id or unique prefix), or the newest one whatever its state."""
@@ -50,9 +52,10 @@ def compare_models(
 ) -> list[document.Block]:
     """Section 3: the side-by-side table, or why there is none."""
     if not info["checkpoints"]:
-        return sections.comparison(
-            None, f"No side-by-side: the run ended {info['status']} before any checkpoint.", "", ""
-        )
+        status = info["status"]
+        active = status in show.ACTIVE
+        why = f"is still {status}: no checkpoint yet" if active else f"ended {status} before any checkpoint"
+        return sections.comparison(None, f"No side-by-side: the run {why}.", "", "")
     if options["samples"] == 0:
         return sections.comparison(None, "No side-by-side: --samples 0.", "", "")
     files, source = samples.prompt_files(record, show.run_dir(record), options["prompts"])
@@ -72,6 +75,24 @@ def compare_models(
     return sections.comparison(found, "", source, settings)
 
 
+def own_folder(dest: Path, given: bool, overwrite: bool) -> None:
+    """Create the report's folder. A folder given with --out must be new, empty or an earlier report's (it
+    holds MARKER), unless `overwrite`: the report's files are written there under fixed names."""
+    entries = sorted(p.name for p in dest.iterdir()) if dest.is_dir() else []
+    if given and entries and MARKER not in entries and not overwrite:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise MhsftError(
+            f"--out {dest} is not empty ({shown}) and holds no earlier mhsft report. The report writes its own "
+            f"files there ({', '.join(samples.WRITTEN)}, report.md, report.html, the curves): give a new or empty "
+            "folder, or add --overwrite to write them beside what is there."
+        )
+    document.make_folder(dest)
+    try:
+        (dest / MARKER).write_text("mhsft report\n", encoding="utf-8")
+    except OSError as exc:
+        raise MhsftError(f"--out {dest}: cannot write there ({exc.strerror or exc}). Give a writable folder.") from None
+
+
 def report(run_id: str | None, out: Path | None, env_file: Path | None, options: dict) -> int:
     """Write `report.md` (with its images) and `report.html` for a training run; print where."""
     started = time.monotonic()
@@ -81,7 +102,7 @@ def report(run_id: str | None, out: Path | None, env_file: Path | None, options:
     info = show.details(record)
     folder = show.run_dir(record)
     dest = out or (folder / "report" if folder else Path(record.output_dir or cwd) / f"report-{record.id}")
-    document.make_folder(dest)
+    own_folder(dest, out is not None, options["overwrite"])
     logged = history.History(train=info["loss"]["train"], eval=info["loss"]["eval"])
     pictures = images.curves(folder, logged)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,27 +46,41 @@ class Image:
 Block = Heading | Para | Code | Table | Image
 
 
+_MARKUP = re.compile(r"([\\`*\[\]|])")
+
+
+def _text(text: str) -> str:
+    """Untrusted text (prompts, answers, names) shown as itself in any Markdown viewer: HTML such as `<script>`
+    or `<img onerror>` as entities, and the characters of links, images, code, emphasis and tables escaped."""
+    return _MARKUP.sub(r"\\\1", html.escape(text, quote=False))
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>") or " "
+    return _text(text).replace("\n", "<br>") or " "
+
+
+def _fenced(text: str) -> str:
+    """A code block whose fence is longer than any run of backticks inside it."""
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall("`+", text)), default=0))
+    return f"{fence}\n{text}\n{fence}"
 
 
 def markdown(blocks: list[Block]) -> str:
-    """GitHub-flavoured Markdown; images are referenced by file name."""
+    """GitHub-flavoured Markdown, every text escaped (see `_text`); images are referenced by file name."""
     out: list[str] = []
     for b in blocks:
         if isinstance(b, Heading):
-            out.append(f"{'#' * b.level} {b.text}")
+            out.append(f"{'#' * b.level} {_text(b.text)}")
         elif isinstance(b, Para):
-            out.append(b.text)
+            out.append(_text(b.text))
         elif isinstance(b, Code):
-            fence = "````" if "```" in b.text else "```"
-            out.append(f"{fence}\n{b.text}\n{fence}")
+            out.append(_fenced(b.text))
         elif isinstance(b, Table):
             lines = ["| " + " | ".join(map(_cell, b.columns)) + " |", "|" + "---|" * len(b.columns)]
             lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in b.rows]
             out.append("\n".join(lines))
         else:
-            out.append(f"![{b.alt}]({b.name})")
+            out.append(f"![{_text(b.alt)}]({b.name})")
     return "\n\n".join(out) + "\n"
 
 

@@ -22,7 +22,9 @@ def swift_images(run_dir: Path) -> list[Image]:
 
 
 def drawn(history: History) -> list[Image]:
-    """Train and eval loss against the step, drawn with matplotlib (Agg, no display); none when nothing was logged."""
+    """Train and eval loss against the step, drawn with matplotlib (Agg, no display); none when nothing was logged.
+    nan/inf points are left out (the report says where they are)."""
+    history = history.finite()
     if not history.train and not history.eval:
         return []
     import matplotlib

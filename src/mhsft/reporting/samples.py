@@ -14,6 +14,8 @@ from mhsft.runs.records import RunRecord
 from mhsft.trained.target import Target
 from mhsft.view.links import flags
 
+WRITTEN = ("prompts.jsonl", "infer-base.jsonl", "infer-base.log", "infer-finetuned.jsonl", "infer-finetuned.log")
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -90,6 +92,12 @@ def side_by_side(
     """Run `swift infer` on the prompts with the adapter and without it; pair the answers row by row."""
     from mhsft.trained.infer import batch
 
+    written = {(out / name).resolve() for name in WRITTEN}
+    if clash := next((f for f in files if f.resolve() in written), None):
+        raise MhsftError(
+            f"the prompts file {clash} is one the report writes in {out}: it would be replaced by the "
+            f"{n} row(s) used. Give another --out, or move the file."
+        )
     prompts = out / "prompts.jsonl"
     count = take(files, n, prompts)
     answered = {}

@@ -24,6 +24,13 @@ def _loss(value: float | None) -> str:
     return f"{value:.6g}" if value is not None else "-"
 
 
+def state(status: str, exit_code: int | None) -> str:
+    """A run's state in words: `still running` while it goes, else the status and swift's exit code."""
+    if status in show.ACTIVE:
+        return f"still {status}"
+    return status if exit_code is None else f"{status} (exit {exit_code})"
+
+
 def overview(record: RunRecord, info: dict[str, Any], machine: list[tuple[str, str]]) -> list[Block]:
     """Recipe, model, data (with the dataset gate's summary), tuner, versions, duration and state."""
     args = flags(record.argv)
@@ -34,7 +41,7 @@ def overview(record: RunRecord, info: dict[str, Any], machine: list[tuple[str, s
         ["recipe", f"{record.recipe_name} ({record.recipe}), sha256 {record.recipe_sha256 or '-'}"],
         ["model", args.get("model", "-")],
         *([k, str(v)] for k, v in datasets.items()),
-        ["status", f"{info['status']} (exit {record.exit_code})"],
+        ["status", state(info["status"], record.exit_code)],
         ["started", record.started_at],
         ["duration", show.duration_text(info["duration_s"])],
         ["output", info["run_dir"] or info["output_dir"] or "-"],
@@ -76,7 +83,7 @@ def appendix(record: RunRecord, info: dict[str, Any]) -> list[Block]:
 
 def training(info: dict[str, Any], images: list[Image]) -> list[Block]:
     """Loss curves, final and best metrics, the checkpoints with their losses, the SwanLab link."""
-    blocks: list[Block] = [Heading("2. Training results")]
+    blocks: list[Block] = [Heading("2. Training results"), *(Para(f"Warning: {w}") for w in info["warnings"])]
     blocks += images or [Para("No loss was logged (swift stopped before its first logging step).")]
     metrics = info["metrics"]
     if shown := [[k, show.metric_text(metrics[k])] for k in dict.fromkeys(METRICS) if k in metrics]:

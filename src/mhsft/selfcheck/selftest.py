@@ -18,7 +18,8 @@ from pathlib import Path
 from mhsft import ui
 from mhsft.errors import MhsftError
 
-PREVIOUS = ("output", "merged", "swanlog", "logs", ".mhsft", "infer.jsonl")
+MADE = ("merged", "logs", "infer.jsonl")  # fixed names the selftest writes in its folder
+MANIFEST = ".mhsft-selftest.json"  # what the last selftest made (so that a re-run removes that, nothing else)
 
 
 class StepFailed(Exception):
@@ -63,8 +64,9 @@ def train_step(t: Selftest) -> str:
     losses = [row["loss"] for row in rows if "loss" in row]
     if not losses or not all(math.isfinite(v) for v in losses):
         raise StepFailed(f"no finite loss in logging.jsonl: {losses}")
-    if not any((t.root / "swanlog").glob("run-*")):
-        raise StepFailed("SwanLab (local mode) wrote no run under swanlog/")
+    run_id = checkpoints.last_training(t.root).swanlab_run_id  # type: ignore[union-attr]
+    if not any((t.root / "swanlog").glob(f"run-*{run_id}*")):
+        raise StepFailed(f"SwanLab (local mode) wrote no run {run_id} under swanlog/")
     t.facts["checkpoint"] = checkpoint
     return f"{checkpoint.relative_to(t.root)}, loss {losses[0]:.2f} -> {losses[-1]:.2f}, SwanLab run in swanlog/"
 
@@ -135,6 +137,39 @@ STEPS: list[tuple[str, Callable[[Selftest], str]]] = [
 ]
 
 
+def made_by(root: Path, before: set[str]) -> list[str]:
+    """What this selftest made in `root` (paths relative to it): its fixed outputs, and for each run it recorded
+    (the records not in `before`) the record, a training's vN folder and its SwanLab log folder."""
+    from mhsft.runs import load_all
+
+    found = [name for name in MADE if (root / name).exists()]
+    for record in load_all(root):
+        if record.id in before:
+            continue
+        found.append(str(record.path.relative_to(root)))
+        if record.command == "sft" and record.run_dir and Path(record.run_dir).is_relative_to(root):
+            found.append(str(Path(record.run_dir).relative_to(root)))
+        if record.command == "sft" and record.swanlab_run_id:
+            found += [str(p.relative_to(root)) for p in (root / "swanlog").glob(f"run-*{record.swanlab_run_id}*")]
+    return found
+
+
+def remove_previous(root: Path) -> None:
+    """Remove what the previous selftest in `root` made (its manifest), and nothing else: trainings a user ran
+    there with the built-in `tiny` recipe stay."""
+    manifest = root / MANIFEST
+    listed = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else list(MADE)
+    for name in listed:
+        path = root / name
+        if not path.resolve().is_relative_to(root.resolve()):
+            continue  # a hand-edited manifest never reaches outside the folder
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    manifest.unlink(missing_ok=True)
+
+
 def selftest(workdir: Path, keep: bool) -> int:
     """Run every step in `workdir` (made the current directory); 0 only if all passed."""
     from mhsft.selfcheck.tiny import MARKER
@@ -148,29 +183,33 @@ def selftest(workdir: Path, keep: bool) -> int:
             "folder (the selftest clears its outputs there)."
         )
     root.mkdir(parents=True, exist_ok=True)
-    for name in () if keep else PREVIOUS:
-        path = root / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+    if not keep:
+        remove_previous(root)
     os.chdir(root)
     os.environ["MHSFT_TINY_DIR"] = str(root)
+    from mhsft.runs import load_all
+
+    before = {r.id for r in load_all(root)}
     t = Selftest(root)
     rows, failed = [], False
-    for name, step in STEPS:
-        if failed:
-            rows.append([name, "skipped", "-", ""])
-            continue
-        ui.info(f"selftest: {name} ...")
-        started = time.monotonic()
-        try:
-            detail, status = step(t), "ok"
-        except (StepFailed, MhsftError) as exc:
-            detail, status, failed = getattr(exc, "message", str(exc)), "fail", True
-        except Exception as exc:  # an unexpected error is a failed step in the table, not a traceback
-            detail, status, failed = f"{type(exc).__name__}: {exc}", "fail", True
-        rows.append([name, status, f"{time.monotonic() - started:.1f} s", detail])
+    try:
+        for name, step in STEPS:
+            if failed:
+                rows.append([name, "skipped", "-", ""])
+                continue
+            ui.info(f"selftest: {name} ...")
+            started = time.monotonic()
+            try:
+                detail, status = step(t), "ok"
+            except (StepFailed, MhsftError) as exc:
+                detail, status, failed = getattr(exc, "message", str(exc)), "fail", True
+            except Exception as exc:  # an unexpected error is a failed step in the table, not a traceback
+                detail, status, failed = f"{type(exc).__name__}: {exc}", "fail", True
+            rows.append([name, status, f"{time.monotonic() - started:.1f} s", detail])
+    finally:
+        kept = json.loads((root / MANIFEST).read_text(encoding="utf-8")) if keep and (root / MANIFEST).is_file() else []
+        made = list(dict.fromkeys([*kept, *made_by(root, before)]))
+        (root / MANIFEST).write_text(json.dumps(made, indent=1), encoding="utf-8")
     ui.table(
         f"mhsft selftest in {root}",
         ["step", "status", "time", "detail"],

@@ -6,6 +6,7 @@ import difflib
 import importlib.util
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -18,7 +19,7 @@ from mhsft.errors import MhsftError
 from mhsft.launch import environment_for, load_recipe
 from mhsft.paths import absolute
 from mhsft.process import runner
-from mhsft.process.ports import free_port
+from mhsft.process.ports import free_port, held_by
 from mhsft.recipe.load import resolve
 from mhsft.runs.records import RUNS_DIR, RunRecord
 from mhsft.runs.store import load_all
@@ -26,6 +27,9 @@ from mhsft.view import links
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5092
 READY_TIMEOUT_S = 60.0
+ADDRESS_IN_USE = 7  # swanboard's exit code when its server cannot bind the port
+PORT_TRIES = 5
+_URL = re.compile(r"https?://\S+?:(\d+)")  # swanlab watch's "Local: http://127.0.0.1:5092" line
 
 
 @dataclass(frozen=True)
@@ -117,15 +121,26 @@ def experiments(base: str) -> list[dict]:
         return []
 
 
-def wait_ready(pid: int, base: str, source: Source, state: dict) -> None:
-    """Poll until the board answers, then print its URL (and the run's page); stop it if it never answers."""
+def seen_port(text: str, state: dict) -> str:
+    """Note the port `swanlab watch` says it serves on (it moves on by itself from a taken one); pass `text` on."""
+    if "port" not in state and (found := _URL.search(text)):
+        state["port"] = int(found.group(1))
+    return text
+
+
+def wait_ready(pid: int, host: str, source: Source, state: dict) -> None:
+    """Poll until the board answers on the port it announced and is the process listening there (not another
+    board that holds the port), then print its URL (and the run's page); stop it if it never answers."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
-        if answers(base):
+        port = state.get("port")
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+        if port is not None and answers(base) and held_by(pid, port) is not False:
+            state["ready"] = True
             ui.info(f"\nboard ready: {base} ({source.what}, {source.log_dir})")
             found = experiments(base)
             page = next((e for e in found if source.run_id and str(e.get("run_id", "")).endswith(source.run_id)), None)
@@ -135,7 +150,7 @@ def wait_ready(pid: int, base: str, source: Source, state: dict) -> None:
             return
         time.sleep(0.3)
     state["timed_out"] = True
-    ui.error(f"the SwanLab board did not answer at {base} within {READY_TIMEOUT_S:g} s; stopping it.")
+    ui.error(f"the SwanLab board did not answer within {READY_TIMEOUT_S:g} s; stopping it.")
     os.killpg(pid, signal.SIGTERM)
 
 
@@ -151,6 +166,18 @@ def dashboard_program() -> str:
             "Install it in this environment: pip install 'swanlab[dashboard]'."
         )
     return found
+
+
+def serve(source: Source, host: str, port: int) -> tuple[runner.Outcome, dict]:
+    """One `swanlab watch` of the log folder until it ends; what its readiness wait saw (port, ready, timed_out)."""
+    argv = [dashboard_program(), "watch", str(source.log_dir), "--host", host, "--port", str(port)]
+    state: dict = {}
+
+    def on_start(pid: int) -> None:
+        threading.Thread(target=wait_ready, args=(pid, host, source, state), daemon=True).start()
+
+    outcome = runner.run(argv, dict(os.environ), on_start=on_start, filter_output=lambda text: seen_port(text, state))
+    return outcome, state
 
 
 def board(ref: str | None, host: str | None, port: int | None) -> int:
@@ -170,12 +197,10 @@ def board(ref: str | None, host: str | None, port: int | None) -> int:
         ui.warn(f"{source.log_dir} holds no SwanLab run yet; the board will be empty until a run logs there.")
     host = host or DEFAULT_HOST
     chosen = pick_port(host, port)
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{chosen}"
-    argv = [dashboard_program(), "watch", str(source.log_dir), "--host", host, "--port", str(chosen)]
-    state: dict = {}
-
-    def on_start(pid: int) -> None:
-        threading.Thread(target=wait_ready, args=(pid, base, source, state), daemon=True).start()
-
-    outcome = runner.run(argv, dict(os.environ), on_start=on_start)
+    for _ in range(PORT_TRIES):
+        outcome, state = serve(source, host, chosen)
+        if state.get("ready") or outcome.exit_code != ADDRESS_IN_USE or port is not None:
+            break
+        ui.warn(f"another program took port {state.get('port', chosen)} as the board started; trying the next one.")
+        chosen = free_port(state.get("port", chosen) + 1)
     return 1 if state.get("timed_out") and outcome.exit_code == 0 else outcome.exit_code

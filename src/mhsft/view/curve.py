@@ -49,7 +49,9 @@ def _text(figure: Any, title: str, color: bool | None) -> str:
 
 
 def draw(history: History, width: int = 72, height: int = 14, color: bool | None = None) -> str:
-    """Train loss (and eval loss where logged) against the step, as text; empty when nothing was logged."""
+    """Train loss (and eval loss where logged) against the step, as text; empty when nothing was logged.
+    nan/inf points are left out (`History.divergence` says where they are)."""
+    history = history.finite()
     if not history.train and not history.eval:
         return ""
     figure = _figure(width, height)

@@ -39,6 +39,22 @@ class History:
             return None
         return logged[at - 1][1]
 
+    def finite(self) -> History:
+        """The loss series without their nan/inf points (what a curve can draw)."""
+        kept = {name: [(s, v) for s, v in getattr(self, name) if math.isfinite(v)] for name in ("train", "eval")}
+        return History(train=kept["train"], eval=kept["eval"])
+
+    def divergence(self) -> str | None:
+        """A warning when a logged loss is nan or inf (the run diverged), naming the first such step."""
+        bad = [(s, v, name) for name in ("train", "eval") for s, v in getattr(self, name) if not math.isfinite(v)]
+        if not bad:
+            return None
+        step, value, name = min(bad, key=lambda b: b[0])
+        return (
+            f"the {name} loss is {value} at step {step}: the run diverged; checkpoints saved from then on may hold "
+            "broken weights (lower the learning rate, or resume from a checkpoint before it)."
+        )
+
 
 def _parse(line: bytes) -> Any:
     """One JSON line: orjson, else the standard module (which also reads swift's NaN/Infinity); None if garbled."""
@@ -78,7 +94,19 @@ def _step(row: dict[str, Any]) -> tuple[int, int] | None:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    """A logged number, nan and inf included (a diverged run logs them); None for anything else."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with each nan/inf float as the string "nan", "inf" or "-inf" (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _add(series: list[tuple[int, float]], step: int, value: float) -> None:

@@ -83,6 +83,7 @@ def details(record: RunRecord) -> dict[str, Any]:
         "datasets": record.extra.get("datasets"),  # as the recipe named them (swift got the gate's cache)
         "overrides": record.extra.get("overrides", []),  # the --set values of `mhsft train`
         "data_check": record.extra.get("data_check"),
+        "warnings": [w for w in (logged.divergence(),) if w],
     }
 
 
@@ -169,6 +170,7 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
         pairs.append(("SwanLab", swanlab))
     key_width = max(len(k) for k, _ in pairs)
     lines = [f"{k.ljust(key_width)}  {v}" for k, v in pairs]
+    lines += [f"warning: {w}" for w in info["warnings"]]
     if info["checkpoints"]:
         lines += ["", "checkpoints:", "  step  train loss  eval loss  path"]
         for row in info["checkpoints"]:
@@ -188,6 +190,7 @@ def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
         lines += [
             "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *cells]
         ]
+    lines = [ui.printable("\n".join(lines))]  # names and paths come from files: no raw control characters
     drawn = curve.draw(history.History(train=info["loss"]["train"], eval=info["loss"]["eval"]), width=width)
     if drawn:
         lines += ["", drawn]
@@ -214,7 +217,7 @@ def show(cwd: Path, run_id: str | None, as_json: bool, follow: bool, interval: f
     try:
         while True:
             info = details(record)
-            text = json.dumps(info, indent=2) if as_json else render(info, record)
+            text = json.dumps(history.json_safe(info), indent=2) if as_json else render(info, record)
             if text != previous:
                 if follow and not as_json and sys.stdout.isatty():
                     sys.stdout.write("\033[2J\033[H")  # redraw in place

@@ -19,6 +19,7 @@ def after_train(record: RunRecord) -> None:
             line += f", eval loss {evals[-1][1]:.4f} (step {evals[-1][0]})"
         lines.append(line)
         lines.append(curve.draw(history.History(train=train, eval=evals), width=60, height=11, color=False))
+    lines += [f"warning: {w}" for w in info["warnings"]]
     if info["last_checkpoint"]:
         lines.append(f"newest checkpoint  {info['last_checkpoint']}")
     if info["best_checkpoint"] and info["best_checkpoint"] != info["last_checkpoint"]:
