@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,8 @@ from mhsft.runs.checkpoints import last_training
 
 from support.environment import SECRET, base_env
 from support.hub_server import HubStandIn
-from support.running import local_recipe, mhsft, write
+from support.running import local_recipe, mhsft, tiny_fixtures, training_started, write
+from support.waiting import gone
 
 TRACEBACK = """Train:  40%|####      | 2/5
 Traceback (most recent call last):
@@ -184,3 +187,52 @@ def test_the_projection_adds_start_up_first_step_steady_steps_evaluations_and_sa
     projection = project(measured, full_steps=21, evals=2, saves=3, eval_scale=4.0)
     assert projection["parts_s"] == {"start-up": 20.0, "steps": 39.0, "evaluation": 12.0, "saves": 4.5}
     assert projection["wall_s"] == 75.5
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny fixtures (the dataset gate runs the real ms-swift on them; its cache is shared by these tests)."""
+    return tiny_fixtures(tmp_path_factory.mktemp("rehearse-fake"))
+
+
+def _faked(tiny, fake_swift, mode: str) -> dict[str, str]:
+    return tiny.env | {
+        "PATH": f"{fake_swift.bin_dir}{os.pathsep}{tiny.env['PATH']}",
+        "FAKE_SWIFT_LOG": str(fake_swift.log),
+        "FAKE_SWIFT_MODE": mode,
+    }
+
+
+@pytest.mark.e2e  # the dataset gate runs the real ms-swift preprocessing
+def test_every_output_path_of_the_recipe_goes_to_the_rehearsals_folder(tiny, fake_swift) -> None:
+    output = tiny.work / "output"
+    sets = ("--set", f"sft.logging_dir={output}/tb", "--set", f"swanlab.log_dir={output}/swanlog")
+    env = _faked(tiny, fake_swift, "exit:0")
+    result = mhsft("train", "tiny", "--rehearse", "--steps", "2", *sets, env=env, cwd=tiny.work, timeout=600)
+    assert "Traceback" not in result.stderr and "run " in result.stderr, result.stderr
+    (call,) = [c for c in fake_swift.calls() if c["argv"][0] == "sft"]
+    argv = call["argv"]
+    run_dir = Path(argv[argv.index("--output_dir") + 1])
+    assert run_dir.parent == Path(f"{output}-rehearsal")
+    assert argv[argv.index("--logging_dir") + 1] == str(run_dir / "runs") == call["env"]["TENSORBOARD_LOGGING_DIR"]
+    assert call["env"]["SWANLAB_LOG_DIR"] == f"{output}-rehearsal/swanlog"
+    assert not output.exists()  # neither the preflight, nor the gate, nor swift wrote into the real run's folder
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("sig", "code", "name"), [(signal.SIGINT, 130, "Ctrl-C, SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_an_interrupted_rehearsal_says_so_and_gives_no_verdict(tiny, fake_swift, sig, code, name) -> None:
+    env = _faked(tiny, fake_swift, "sleep")  # the fake prints swift's "Train:" progress line, then waits
+    args = ("train", "tiny", "--rehearse", "--steps", "2")
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    proc, started = training_started(tiny.work, env, fake_swift, args=args, timeout=600, **pipes)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"error: the rehearsal was interrupted ({name}) at step 0/2: no verdict on the recipe" in err
+    assert "rehearsal: FAILED" not in out and "rehearsal: passed" not in out and "fix the recipe" not in err
+    assert "Traceback" not in err
+    assert Path(f"{fake_swift.log}.signal").read_text() == sig.name  # swift got it, and is gone with its child
+    assert gone(started["pid"]) and gone(started["grandchild"])

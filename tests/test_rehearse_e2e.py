@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +20,7 @@ from mhsft.runs.store import load_all
 from mhsft.view.history import rows
 
 from support.running import mhsft, tiny_fixtures, write
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 900
@@ -66,7 +70,8 @@ def test_full_run_then_rehearsal_projects_its_wall_time_and_leaves_it_alone(tiny
     assert full.returncode == 0, full.stderr
     (record,) = load_all(tiny.work)
     before = tree(tiny.output)
-    code, verdict, stderr = rehearse(tiny)
+    code, verdict, stderr = rehearse(tiny, "--set", f"sft.logging_dir={tiny.output}/tb")  # TensorBoard writes there
+    assert Path(verdict["run_dir"], "runs").is_dir()
     assert code == 0, stderr
     assert tree(tiny.output) == before  # the real run's folder is untouched
     assert last_training(tiny.work).id == record.id  # infer/export/deploy still use the real run
@@ -131,3 +136,28 @@ def test_swift_failing_before_its_first_step_gives_swifts_own_exit_code(tiny) ->
     assert code == verdict["swift_exit"] != 0 and code != 5, stderr
     assert "swift crashed before the rehearsal's first step" in stderr
     assert [m["status"] for m in verdict["moments"]] == ["skipped"] * 3
+
+
+def test_ctrl_c_during_a_real_rehearsal_is_an_interruption_not_a_verdict(tiny) -> None:
+    folders = Path(f"{tiny.output}-rehearsal")
+    earlier = set(folders.glob("v*"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mhsft", "train", "tiny", "--rehearse", "--steps", "40"],
+        env=tiny.env,
+        cwd=tiny.work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def training() -> bool:
+        return any("loss" in r for d in set(folders.glob("v*")) - earlier for r in rows(d / "logging.jsonl"))
+
+    wait_until(lambda: training() or proc.poll() is not None, TIMEOUT, "swift to log a training step")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "error: the rehearsal was interrupted (Ctrl-C, SIGINT) at step " in err
+    assert "no verdict on the recipe" in err and "fix the recipe" not in err and "rehearsal: FAILED" not in out
+    (record,) = [r for r in load_all(tiny.work) if r.extra.get("rehearsal") and Path(r.run_dir) not in earlier]
+    assert record.status == "interrupted"

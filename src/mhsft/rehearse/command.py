@@ -24,16 +24,19 @@ SUFFIX = "-rehearsal"
 STOPPED_BY = {INTERRUPTED: "Ctrl-C, SIGINT", 128 + 15: "SIGTERM", 128 + 1: "SIGHUP", 128 + 3: "SIGQUIT"}  # see runner
 
 
-def rebased(path: str, cwd: Path, real: Path, rehearsal: Path) -> str:
-    """`path` moved from the real run's output folder to the same place in the rehearsal's (as is when outside)."""
-    full = Path(absolute(path, cwd))
-    return str(rehearsal / full.relative_to(real)) if full.is_relative_to(real) else path
+def away_from(recipe: Recipe, real: Path) -> Recipe:
+    """The recipe with its SwanLab log folder, when it lies in the real run's output folder `real`, at the same
+    place in the rehearsal's (the preflight and swanlab write there)."""
+    log_dir = recipe.swanlab.log_dir
+    if log_dir and (full := Path(absolute(log_dir, Path.cwd()))).is_relative_to(real):
+        log_dir = str(Path(f"{real}{SUFFIX}") / full.relative_to(real))
+    return replace(recipe, swanlab=replace(recipe.swanlab, log_dir=log_dir))
 
 
-def rehearsal_recipe(recipe: Recipe, steps: int, run_dir: Path, has_eval: bool, real: Path) -> Recipe:
+def rehearsal_recipe(recipe: Recipe, steps: int, run_dir: Path, has_eval: bool) -> Recipe:
     """The recipe changed only so that N steps reach an evaluation and a checkpoint save, longest rows first,
-    with every output path in the rehearsal's folders: nothing is written into the real run's output_dir `real`."""
-    output_dir = Path(f"{real}{SUFFIX}")
+    into `run_dir`, TensorBoard's logs included (see `away_from` for SwanLab's): the real run's folder stays as is."""
+    output_dir = run_dir.parent
     sft = dict(recipe.args["sft"])
     sft |= {
         "output_dir": str(output_dir),
@@ -47,8 +50,7 @@ def rehearsal_recipe(recipe: Recipe, steps: int, run_dir: Path, has_eval: bool, 
     if has_eval:
         sft["eval_steps"] = steps
     env = recipe.env | {"TENSORBOARD_LOGGING_DIR": sft["logging_dir"]}  # swift lets this variable win
-    log_dir = recipe.swanlab.log_dir and rebased(recipe.swanlab.log_dir, Path.cwd(), real, output_dir)
-    swanlab = replace(recipe.swanlab, exp_name=recipe.swanlab.exp_name + SUFFIX, log_dir=log_dir)
+    swanlab = replace(recipe.swanlab, exp_name=recipe.swanlab.exp_name + SUFFIX)
     return replace(recipe, args=recipe.args | {"sft": sft}, swanlab=swanlab, env=env)
 
 
@@ -112,18 +114,19 @@ def rehearse(
     environment = environment_for(env_file)
     recipe = load_recipe(ref, overrides, environment)
     real = train_plan(recipe, environment, cwd)
+    assert real.output_dir is not None  # a training plan always has one
+    recipe = away_from(recipe, real.output_dir)
     executable(real.argv[0])
     out = sys.stderr if as_json else None
     found, report = checks_before_start(real, recipe, environment, check=check, timeout=timeout, log=out)
     assert report is not None  # the gate always runs here (data_check=True)
     steps = capped_steps(steps, recipe.args["sft"], report)
     push = check_push(recipe, environment, timeout)
-    assert real.output_dir is not None  # a training plan always has one
     run_dir = reserve_version_dir(Path(f"{real.output_dir}{SUFFIX}"))
     (run_dir / "rehearsal-data").mkdir()
     cached, lengths = derived_datasets(report, steps, run_dir / "rehearsal-data", recipe.args["sft"])
     has_eval = "cached_val_dataset" in cached and recipe.args["sft"].get("eval_strategy") != "no"
-    rehearsal = rehearsal_recipe(recipe, steps, run_dir, has_eval, real.output_dir)
+    rehearsal = rehearsal_recipe(recipe, steps, run_dir, has_eval)
     run_id = new_swanlab_run_id()
     plan = train_plan(rehearsal, environment, cwd, run_id=run_id, cached=cached, run_dir=run_dir)
     ui.pairs([*plan.summary[:3], ("rehearsal", f"{steps} step(s) of the longest rows, eval and save at step {steps}")])

@@ -140,7 +140,7 @@ STEPS: list[tuple[str, Callable[[Selftest], str]]] = [
 def made_by(root: Path, before: set[str]) -> list[str]:
     """What this selftest made in `root` (paths relative to it): its fixed outputs, and for each run it recorded
     (the records not in `before`) the record, a training's vN folder and its SwanLab log folder."""
-    from mhsft.runs import load_all
+    from mhsft.runs.store import load_all
 
     found = [name for name in MADE if (root / name).exists()]
     for record in load_all(root):
@@ -187,7 +187,7 @@ def selftest(workdir: Path, keep: bool) -> int:
         remove_previous(root)
     os.chdir(root)
     os.environ["MHSFT_TINY_DIR"] = str(root)
-    from mhsft.runs import load_all
+    from mhsft.runs.store import load_all
 
     before = {r.id for r in load_all(root)}
     t = Selftest(root)
