@@ -2,6 +2,7 @@
 `swift eval` runs deploy), and how fast an uncached benchmark is refused offline.
 
 Usage:  .venv/bin/python scripts/bench_eval.py [--rounds 2] [--workdir /tmp/mhsft-bench-eval] [--limit 8]
+        [--checkpoint CKPT]  (a tiny checkpoint already trained: no training first)
 It trains `tiny` once (with its val rows as the held-out set), then alternates `mhsft eval --json` and
 `mhsft eval --two-servers --json` on the same checkpoint with the same settings. Goals: one server <= 0.6x the
 wall time of two; refusing `--bench gsm8k` with no cache and no hub <= 5 s (a closed hub port, and no DNS in a
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mhsft-bench-eval"))
+    parser.add_argument("--checkpoint", type=Path, help="a tiny checkpoint to use instead of training one")
     args = parser.parse_args()
     from mhsft.selfcheck.tiny import build
 
@@ -48,7 +50,9 @@ def main() -> None:
     env |= {"HOME": str(home), "MHSFT_TINY_DIR": str(fx.root), "HF_HUB_OFFLINE": "1"}
     env |= {"MODELSCOPE_ENDPOINT": "http://127.0.0.1:9"}  # closed: nothing beyond this machine
     settings = [*SETTINGS, "--set", f"eval.eval_limit={args.limit}", "--set", f"sft.val_dataset=['{fx.val}']"]
-    if not list((fx.root / ".mhsft" / "runs").glob("*-sft-*.json")):
+    if args.checkpoint:
+        settings += ["--checkpoint", str(args.checkpoint)]
+    elif not list((fx.root / ".mhsft" / "runs").glob("*-sft-*.json")):
         run(["train", "tiny", "--no-preflight", "--set", f"sft.val_dataset=['{fx.val}']"], env, fx.root)
     one, two = [], []
     for _ in range(args.rounds):
@@ -59,7 +63,7 @@ def main() -> None:
             print(f"  {label}: {elapsed:.1f} s ({rows[0]['benchmark']} {rows[0]['metric']}: {rows[0]['finetuned']})")
     ratio = statistics.median(one) / statistics.median(two)
     print(f"one server {statistics.median(one):.1f} s vs two servers {statistics.median(two):.1f} s: ratio {ratio:.2f}")
-    ckpt = next(fx.root.glob("output/v*/checkpoint-*"))
+    ckpt = args.checkpoint or next(fx.root.glob("output/v*/checkpoint-*"))
     refuse = ["eval", "-c", str(ckpt), "--bench", "gsm8k"]
     closed, _ = run(refuse, env, fx.root, ok=False)
     print(f"uncached gsm8k refused with the hub port closed: {closed:.2f} s")
