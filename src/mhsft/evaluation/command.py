@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -234,9 +235,12 @@ def evaluate(target: Target, request: Request) -> int:
         port = free_port(PORT)  # picked as it starts: the previous server's port may not be free again yet
         planned, log = f"http://127.0.0.1:{port}/v1", out / f"deploy-{i}.log"
         plan = server.plan(target, port)
-        with serving(plan, target.environment, planned, list(server.models), request.ready_timeout, log) as url:
-            for served, who in server.models.items():
-                _score(who, served, url, spec, out, target.environment)
+        started_server = serving(plan, target.environment, planned, list(server.models), request.ready_timeout, log)
+        with started_server as url, ThreadPoolExecutor(len(server.models)) as pool:  # its models scored at once
+            jobs = [pool.submit(_score, who, served, url, spec, out, target.environment) for served, who in
+                    server.models.items()]  # fmt: skip
+            for job in jobs:
+                job.result()
     names = spec["datasets"]
     tuned = reports.read(out / "finetuned", "finetuned", names)
     base = None if request.no_base else reports.read(out / "base", "base", names)
