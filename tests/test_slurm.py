@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mhsft.process import slurm as client
 from mhsft.recipe.model import SlurmSettings
+from mhsft.runs import slurm_state, status
 from mhsft.slurm import jobs, node, script
 
 from support.environment import SECRET
@@ -136,14 +136,14 @@ def test_script_directives_status_words_and_ports() -> None:
     lines = script.directives(settings, Path("/shared/work dir"))
     assert lines[:3] == ["--job-name='my job'", "--nodes=2", "--ntasks-per-node=1"]
     assert "--chdir='/shared/work dir'" in lines and lines[-2:] == ["--no-requeue", "--exclusive"]
-    assert [client.status_of(s) for s in ("PENDING", "REQUEUED", "RUNNING", "COMPLETING", "COMPLETED")] == [
+    assert [status.of_slurm(s) for s in ("PENDING", "REQUEUED", "RUNNING", "COMPLETING", "COMPLETED")] == [
         "queued",
         "queued",
         "running",
         "running",
-        "completed",
+        "succeeded",
     ]
-    assert [client.status_of(s) for s in ("CANCELLED by 0", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")] == [
+    assert [status.of_slurm(s) for s in ("CANCELLED by 0", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")] == [
         "cancelled",
         "failed",
         "failed",
@@ -155,9 +155,10 @@ def test_script_directives_status_words_and_ports() -> None:
 
 def test_log_path_fills_in_slurm_patterns(tmp_path) -> None:
     from mhsft.runs.records import RunRecord
+    from mhsft.runs.slurm_part import SlurmPart
 
     record = RunRecord("r1", "sft", None, None, None, [], {}, [], str(tmp_path), {}, "2026-01-01")
-    slurm = {"job_id": "42", "job_name": "big", "output": "logs/%x-%j-%A-100%%.out"}
+    slurm = SlurmPart(job_id="42", job_name="big", output="logs/%x-%j-%A-100%%.out")
     assert jobs.log_path(record, slurm) == tmp_path / "logs" / "big-42-42-100%.out"
 
 
@@ -244,24 +245,24 @@ def test_refresh_takes_live_states_from_squeue_and_never_overwrites_the_jobs_own
     write(tmp_path / "bin" / "squeue", f"#!/bin/sh\nprintf '{answer}'\n").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     loaded = []
-    for job, status in (("11", "running"), ("12", "running"), ("13", "queued"), ("14", "running")):
+    for job, state in (("11", "running"), ("12", "running"), ("13", "queued"), ("14", "running")):
         slurm = {"job_id": job, "job_name": "t", "output": "%j.out", "nodes": "n[1-2]"}
         record = RunRecord(f"r{job}", "sft", None, None, None, [], {}, [], str(tmp_path), {}, f"2026-01-{job}")
-        record.status, record.extra = status, {"slurm": slurm}
+        record.status, record.extra = state, {"slurm": slurm}
         record.save()
         loaded.append(record)
     # job 14 writes its outcome after the reader loaded its record: the reader's squeue answer must not undo it
     record.path.write_text(json.dumps(json.loads(record.path.read_text()) | {"status": "completed"}))
-    refreshed = {r.id: r for r in jobs.refresh(loaded)}
+    refreshed = {r.id: r for r in slurm_state.refresh(loaded)}
     assert refreshed["r11"].status == "queued"  # requeued, waiting again
     assert refreshed["r12"].status == "unknown"  # Slurm forgot it, and it never wrote an outcome
     assert refreshed["r13"].status == "cancelled" and refreshed["r13"].ended_at
-    assert refreshed["r11"].extra["slurm"]["state"] == "PENDING"
+    assert refreshed["r11"].slurm.state == "PENDING"
     assert {r.id: r.status for r in load_all(tmp_path)} == {
         "r11": "queued",
         "r12": "unknown",
         "r13": "cancelled",
-        "r14": "completed",
+        "r14": "succeeded",  # the job's own outcome, written in the old spelling
     }
 
 

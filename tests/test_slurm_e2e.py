@@ -99,24 +99,24 @@ def test_two_nodes_run_to_the_end_secrets_stay_out_of_slurm_and_infer_finds_the_
     followed = follow(cluster, run_id)
     elapsed = time.monotonic() - started
     assert followed.returncode == 0, followed.stderr
-    assert "world_size: 2" in followed.stdout and f"run {run_id}: completed (job {job_id})" in followed.stderr
+    assert "world_size: 2" in followed.stdout and f"run {run_id}: succeeded (job {job_id})" in followed.stderr
     assert SECRET not in followed.stdout
     rec = record(cluster.work, run_id)
-    assert rec["status"] == "completed" and rec["exit_code"] == 0, rec
+    assert rec["status"] == "succeeded" and rec["exit_code"] == 0, rec
     assert rec["extra"]["slurm"]["job_id"] == job_id and rec["extra"]["slurm"]["nodes"] == "n[1-2]"
     checkpoint = Path(rec["run_dir"]) / "checkpoint-4"
     assert (checkpoint / "trainer_state.json").is_file()
     swanlab_runs = [p.name for p in (cluster.work / "swanlog-two").glob("run-*")]
     assert len(swanlab_runs) == 1 and swanlab_runs[0].endswith(rec["swanlab_run_id"])  # rank 0 only
     assert SECRET.encode() not in everything_slurm_keeps(job_id)
-    print(f"2-node run: submit to completed in {elapsed:.0f} s")
+    print(f"2-node run: submit to succeeded in {elapsed:.0f} s")
 
     printed = mhsft("logs", run_id, env=cluster.env, cwd=cluster.work)
     assert printed.returncode == 0 and "0: " in printed.stdout and "1: " in printed.stdout
     again = mhsft("cancel", run_id, env=cluster.env, cwd=cluster.work)
-    assert again.returncode == 2 and "is already completed: there is nothing to cancel" in again.stderr
+    assert again.returncode == 2 and "has already ended (succeeded): there is nothing to cancel" in again.stderr
     runs = mhsft("runs", env=cluster.env, cwd=cluster.work)
-    assert f"job {job_id} on n[1-2]" in runs.stdout and "completed" in runs.stdout
+    assert f"job {job_id} on n[1-2]" in runs.stdout and "succeeded" in runs.stdout
 
     val = cluster.work / "tiny" / "data" / "val.jsonl"
     inferred = mhsft(
@@ -164,7 +164,7 @@ def test_a_requeue_mid_run_resumes_from_the_newest_checkpoint_under_the_same_swa
     followed = follow(cluster, run_id)
     assert followed.returncode == 0, followed.stderr
     rec = record(cluster.work, run_id)
-    assert rec["status"] == "completed" and rec["extra"]["slurm"]["restarts"] == 1, rec
+    assert rec["status"] == "succeeded" and rec["extra"]["slurm"]["restarts"] == 1, rec
     first, second = sorted(out.glob("v*"))
     newest = max(first.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
     assert rec["resumed_from"] == str(newest.parent) and rec["run_dir"] == str(second)
@@ -175,4 +175,4 @@ def test_a_requeue_mid_run_resumes_from_the_newest_checkpoint_under_the_same_swa
     assert (second / "checkpoint-8" / "trainer_state.json").is_file()
     swanlab_runs = [p.name for p in (cluster.work / "swanlog-requeue").glob("run-*")]
     assert len(swanlab_runs) == 2 and all(n.endswith(rec["swanlab_run_id"]) for n in swanlab_runs)
-    print(f"requeue: submit to completed in {time.monotonic() - started:.0f} s")
+    print(f"requeue: submit to succeeded in {time.monotonic() - started:.0f} s")

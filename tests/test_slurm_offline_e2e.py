@@ -100,7 +100,7 @@ def test_offline_nodes_train_to_the_end_and_the_follower_uploads_while_and_after
     assert record(cluster.work, run_id)["status"] in ("queued", "running")
     wait_until(lambda: ended(follower["pid"]), TIMEOUT, "the follower's last upload after the job's end")
     rec = record(cluster.work, run_id)
-    assert rec["status"] == "completed", rec
+    assert rec["status"] == "succeeded", rec
     rows = [json.loads(x) for x in (Path(rec["run_dir"]) / "logging.jsonl").read_text().splitlines()]
     losses = [(int(r["global_step/max_steps"].split("/")[0]), r["loss"]) for r in rows if "loss" in r]
     uploaded = uploads.experiments[sid].scalars["train/loss"]

@@ -621,6 +621,7 @@ def runs(
     """List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint)."""
     if ctx.invoked_subcommand is not None:
         return
+    from mhsft.runs import status as s
     from mhsft.view.table import recorded_below, rows
 
     found = rows(Path.cwd(), limit)
@@ -633,8 +634,8 @@ def runs(
         )
         return
     columns = ["id", "command", "recipe", "status", "slurm", "started", "duration", "output", "checkpoint"]
-    styles = {"succeeded": "green", "completed": "green", "failed": "bold red", "interrupted": "yellow"}
-    styles |= {"cancelled": "yellow", "queued": "cyan", "running": "cyan", "abandoned": "red"}
+    styles = {s.SUCCEEDED: "green", s.FAILED: "bold red", s.INTERRUPTED: "yellow", s.CANCELLED: "yellow"}
+    styles |= {s.QUEUED: "cyan", s.RUNNING: "cyan", s.ABANDONED: "red"}
     ui.table(None, columns, found, styles)
 
 

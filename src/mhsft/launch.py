@@ -109,7 +109,7 @@ def execute(
         after(record)
     where = f", output {record.run_dir}" if record.run_dir else ""
     ui.info(  # the last line, so that scripts can tell swift's exit codes from mhsft's own
-        f"run {record.id}: {outcome.status} (swift exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}; "
+        f"run {record.id}: {record.status} (swift exit {outcome.exit_code}) after {record.duration_s:.1f} s{where}; "
         f"record {record.path.relative_to(cwd)}"
     )
     return outcome.exit_code

@@ -32,7 +32,7 @@ from mhsft.process.ports import free_port
 from mhsft.recipe.hubs import checkpoint_args
 from mhsft.recipe.model import Recipe
 from mhsft.recipe.plan import Plan, command_plan
-from mhsft.runs import checkpoints
+from mhsft.runs import checkpoints, status
 from mhsft.runs.records import RunRecord, now
 from mhsft.runs.store import scan
 from mhsft.trained.infer import BASE_MODEL_ARGS
@@ -294,7 +294,7 @@ def after_training(recipe: Recipe, environment: Environment) -> Callable[[RunRec
     reported and recorded (`extra.eval_error`), never turned into a failed training."""
 
     def run(record: RunRecord) -> None:
-        if record.status != "succeeded":
+        if record.status != status.SUCCEEDED:
             return
         ui.info(f"run {record.id}: [eval] after_train: evaluating the newest checkpoint")
         try:

@@ -33,12 +33,6 @@ class Outcome:
     exit_code: int
     signal: int | None = None
 
-    @property
-    def status(self) -> str:
-        if self.signal is not None:
-            return "interrupted"
-        return "succeeded" if self.exit_code == 0 else "failed"
-
 
 def executable(name: str) -> str:
     """`name` (e.g. swift) from PATH, else next to this Python (a venv run without activation)."""

@@ -3,12 +3,15 @@
 Modelled on oumi's `SlurmClient`: each call is one subprocess with a timeout; failures become `MhsftError`s that
 quote Slurm's own message. Job state comes from `squeue --states=all`, which also lists jobs that ended less than
 MinJobAge (300 s by default) ago; the job writes its own outcome into the run record (clusters without
-accounting forget finished jobs).
+accounting forget finished jobs). A state query waits QUERY_TIMEOUT_S at most: a listing must not hang on Slurm.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,13 +19,8 @@ from pathlib import Path
 
 from mhsft.errors import MhsftError
 
-TIMEOUT_S = 30.0
-# Slurm's job states (squeue %T) in mhsft's words; anything else is a failure
-QUEUED = ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED")
-RUNNING = ("CONFIGURING", "RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING", "STOPPED")
-STATUS = {"COMPLETED": "completed", "CANCELLED": "cancelled"} | dict.fromkeys(QUEUED, "queued")
-STATUS |= dict.fromkeys(RUNNING, "running")
-ACTIVE = ("queued", "running")  # mhsft states that can still change
+TIMEOUT_S = 30.0  # sbatch, scancel, scontrol
+QUERY_TIMEOUT_S = 5.0  # squeue for `mhsft runs` and the other views
 
 
 @dataclass(frozen=True)
@@ -33,17 +31,6 @@ class Job:
     state: str
     nodes: str
     reason: str
-
-    @property
-    def status(self) -> str:
-        """queued, running, completed, cancelled or failed."""
-        return status_of(self.state)
-
-
-def status_of(state: str) -> str:
-    """mhsft's status for a Slurm state (`CANCELLED by 0` and `RUNNING+` style suffixes allowed)."""
-    word = state.split()[0].rstrip("+") if state.strip() else ""
-    return STATUS.get(word, "failed")
 
 
 def tool(name: str) -> str:
@@ -58,17 +45,28 @@ def tool(name: str) -> str:
     return found
 
 
-def _run(args: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _run(
+    args: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = TIMEOUT_S
+) -> subprocess.CompletedProcess:
+    """Run a Slurm command in a session of its own; at the timeout (or Ctrl-C) its whole group is killed."""
     argv = [tool(args[0]), *args[1:]]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, text=True, start_new_session=True
+    )
     try:
-        return subprocess.run(
-            argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
         raise MhsftError(
-            f"`{' '.join(args[:2])}` did not answer within {TIMEOUT_S:.0f} s: slurmctld may be down or overloaded. "
-            "Check with `sinfo`, then try again."
+            f"Slurm did not answer: `{' '.join(a for a in args[:2] if not a.startswith('-'))}` gave no answer within "
+            f"{timeout:g} s (slurmctld may be down or overloaded). Check with `sinfo`, then try again."
         ) from None
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def _message(result: subprocess.CompletedProcess) -> str:
@@ -91,16 +89,18 @@ def submit(script: Path, env: Mapping[str, str], cwd: Path) -> str:
 
 
 def jobs(job_ids: Iterable[str]) -> dict[str, Job] | None:
-    """The jobs among `job_ids` that Slurm still knows, by id; None when Slurm cannot be asked."""
+    """The jobs among `job_ids` that Slurm still knows, by id; None when there is no squeue to ask.
+
+    MhsftError when squeue fails or does not answer within QUERY_TIMEOUT_S."""
     ids = sorted(set(job_ids))
     if not ids or shutil.which("squeue") is None:
         return None if ids else {}
-    try:
-        result = _run(["squeue", "--noheader", "--states=all", "--format=%i|%T|%N|%r", f"--jobs={','.join(ids)}"])
-    except MhsftError:
-        return None
+    query = ["squeue", "--noheader", "--states=all", "--format=%i|%T|%N|%r", f"--jobs={','.join(ids)}"]
+    result = _run(query, timeout=QUERY_TIMEOUT_S)
     if result.returncode != 0:  # one unknown id alone is an error ("Invalid job id specified")
-        return {} if "invalid job id" in result.stderr.lower() else None
+        if "invalid job id" in result.stderr.lower():
+            return {}
+        raise MhsftError(f"squeue could not tell the state of Slurm jobs: {_message(result)}.")
     found = {}
     for line in result.stdout.splitlines():
         parts = line.strip().split("|")

@@ -11,9 +11,8 @@ from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.launch import environment_for
 from mhsft.reporting import document, images, samples, sections
-from mhsft.runs import checkpoints
-from mhsft.runs.records import RUNS_DIR, RunRecord
-from mhsft.runs.store import load_all
+from mhsft.runs import checkpoints, store
+from mhsft.runs.records import RunRecord
 from mhsft.trained.target import Target, run_recipe
 from mhsft.view import history, show
 
@@ -22,18 +21,16 @@ MARKER = ".mhsft-report"  # in a folder the report made: a later report may writ
 
 def training_record(cwd: Path, run_id: str | None) -> RunRecord:
     """The training run `run_id` (id or unique prefix), or the newest one whatever its state."""
-    if run_id is None:
-        found = [r for r in load_all(cwd) if r.command == "sft"]
-        if not found:
-            raise MhsftError(f"no training run is recorded in {cwd / RUNS_DIR}. Train first (mhsft train RECIPE).")
-        return found[-1]
-    record = show.record_for(cwd, run_id)
-    if record.command != "sft":
-        raise MhsftError(
-            f"run {record.id} is a `swift {record.command}` run; a report is written for a training run. "
-            "`mhsft runs` lists the runs."
-        )
-    return record
+    return store.which_run(
+        cwd,
+        run_id,
+        fits=lambda r: r.command == "sft",
+        refusal=lambda r: (
+            f"run {r.id} is a `swift {r.command}` run; a report is written for a training run. `mhsft runs` lists "
+            "the runs."
+        ),
+        none="no training run is recorded in {folder}. Train first (mhsft train RECIPE).",
+    )
 
 
 def machine() -> list[tuple[str, str]]:
@@ -113,7 +110,7 @@ def report(run_id: str | None, out: Path | None, env_file: Path | None, options:
         *sections.training(info, pictures),
         *sections.benchmarks(record),
         *compare_models(record, environment, info, dest, options),
-        *sections.artifacts(record, load_all(cwd), folder),
+        *sections.artifacts(record, store.load_all(cwd), folder),
         *sections.appendix(record, info),
     ]
     markdown = environment.redact(ui.clean(document.markdown(blocks)))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mhsft.errors import MhsftError
 from mhsft.paths import absolute
+from mhsft.runs import status, store
 from mhsft.runs.records import RunRecord, version_dirs
-from mhsft.runs.store import report, scan
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 SELECTORS = ("latest", "best")
@@ -81,24 +81,17 @@ def run_dir_of(record: RunRecord) -> Path | None:
     return dirs[-1] if dirs else None
 
 
+def successful_training(record: RunRecord) -> bool:
+    """A training run (`mhsft train` or `mhsft submit`, never a rehearsal) that succeeded."""
+    return record.command == "sft" and record.status == status.SUCCEEDED and not record.extra.get("rehearsal")
+
+
 def last_training(cwd: Path) -> RunRecord | None:
-    """The newest successful `mhsft train` or `mhsft submit` record in `cwd` (never a rehearsal).
+    """The newest successful training recorded in `cwd`.
 
     An unreadable training record newer than that one is an error: mhsft does not fall back to an older run.
     """
-    records, bad = scan(cwd)
-    report(bad)
-    done = ("succeeded", "completed")  # completed: a Slurm run
-    trained = (r for r in reversed(records) if r.command == "sft" and r.status in done and not r.extra.get("rehearsal"))
-    found = next(trained, None)
-    newer = [b for b in bad if "-sft-" in b.id and (found is None or b.id > found.id)]
-    if newer:
-        raise MhsftError(
-            f"the training record {newer[-1].path} cannot be read ({newer[-1].reason}), and it may be the run "
-            "to use, so mhsft does not fall back to an older one. Fix or delete that file, or pass --run ID or "
-            "--checkpoint PATH."
-        )
-    return found
+    return store.newest(cwd, successful_training, strict=True)
 
 
 def pick(run_dir: Path, selector: str) -> Path | None:

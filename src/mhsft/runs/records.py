@@ -11,18 +11,19 @@ import secrets
 import socket
 import stat
 import tempfile
-import types
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 from mhsft import __version__, ui
 from mhsft.environment import Environment
 from mhsft.errors import MhsftError
 from mhsft.process.runner import Outcome
 from mhsft.recipe.plan import Plan
+from mhsft.runs import fields, status
+from mhsft.runs.slurm_part import SlurmPart
 
 RUNS_DIR = Path(".mhsft") / "runs"
 MAX_RECORD_BYTES = 1 << 20
@@ -87,7 +88,8 @@ def process_start(pid: int) -> int | None:
 class RunRecord:
     """What mhsft ran and how it ended. Holds no secret value: argv and env are redacted.
 
-    Fields this version does not know (a newer mhsft's) are kept in `unknown` and written back on save.
+    Fields this version does not know (a newer mhsft's) are kept in `unknown` and written back on save. A Slurm
+    run's part is `slurm` (`extra["slurm"]`); its status follows from Slurm's state.
     """
 
     id: str
@@ -101,7 +103,7 @@ class RunRecord:
     cwd: str
     versions: dict[str, str | None]
     started_at: str
-    status: str = "running"
+    status: str = status.RUNNING
     ended_at: str | None = None
     duration_s: float | None = None
     exit_code: int | None = None
@@ -117,6 +119,29 @@ class RunRecord:
     supervisor_start: int | None = None  # see process_start
     unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        self.status = status.read(self.status)
+        if self.slurm is not None and self.slurm.state is not None:
+            self.status = status.of_slurm(self.slurm.state)
+
+    @property
+    def slurm(self) -> SlurmPart | None:
+        """A Slurm run's part (`extra["slurm"]`, typed on first use); None for a local run."""
+        part = self.extra.get("slurm")
+        if isinstance(part, dict):
+            part = self.extra["slurm"] = SlurmPart.from_json(part)
+        return part if isinstance(part, SlurmPart) else None
+
+    @slurm.setter
+    def slurm(self, part: SlurmPart) -> None:
+        self.extra["slurm"] = part
+
+    def set_slurm_state(self, state: str) -> None:
+        """Record Slurm's word for the job; the run's status follows from it."""
+        assert self.slurm is not None, "a local run has no Slurm state"
+        self.slurm.state = state
+        self.status = status.of_slurm(state)
+
     @property
     def path(self) -> Path:
         return Path(self.cwd) / RUNS_DIR / f"{self.id}.json"
@@ -126,17 +151,19 @@ class RunRecord:
         """The status, except `abandoned` for a `running` record whose mhsft process (on this host) is gone.
 
         A Slurm run has no such process (Slurm supervises it; its state comes from the job and squeue)."""
-        if self.status != "running" or self.supervisor_pid is None or self.supervisor_host != socket.gethostname():
+        if self.status != status.RUNNING or self.supervisor_pid is None or self.supervisor_host != socket.gethostname():
             return self.status
-        if "slurm" in self.extra:
+        if self.slurm is not None:
             return self.status
         started = process_start(self.supervisor_pid)
         gone = started is None or (self.supervisor_start is not None and started != self.supervisor_start)
-        return "abandoned" if gone and os.path.isdir("/proc/self") else self.status
+        return status.ABANDONED if gone and os.path.isdir("/proc/self") else self.status
 
     def save(self) -> None:
         """Write the record atomically (a temp file renamed over the old one); MhsftError when it cannot be."""
         data = asdict(self)
+        if self.slurm is not None:
+            data["extra"]["slurm"] = self.slurm.to_json()
         data = {**data.pop("unknown"), **data}
         tmp = None
         try:
@@ -210,7 +237,7 @@ def finish(record: RunRecord, outcome: Outcome, started: float, ended: float, be
 
     A record that cannot be written is a warning: the caller still returns swift's exit code.
     """
-    record.status = outcome.status
+    record.status = status.of_exit(outcome.exit_code, outcome.signal)
     record.exit_code = outcome.exit_code
     record.ended_at = now()
     record.duration_s = round(ended - started, 3)
@@ -219,32 +246,6 @@ def finish(record: RunRecord, outcome: Outcome, started: float, ended: float, be
         if created:
             record.run_dir = str(created[-1])
     record.try_save()
-
-
-def _conforms(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a RunRecord field's type hint (bool is not an int; an int is a float)."""
-    origin = get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (Union, types.UnionType):
-        return any(_conforms(value, arg) for arg in get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        return isinstance(value, list) and all(_conforms(v, get_args(hint)[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(_conforms(v, get_args(hint)[1]) for v in value.values())
-    if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _type_name(value: Any) -> str:
-    return (
-        "null"
-        if value is None
-        else {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
-    )
 
 
 def read_record(path: Path) -> RunRecord:
@@ -266,16 +267,8 @@ def read_record(path: Path) -> RunRecord:
     except ValueError as exc:
         raise ValueError(f"not valid JSON: {str(exc)[:100]}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"a JSON {_type_name(data)}, not an object")
-    hints = get_type_hints(RunRecord)
-    known = {f.name: f for f in fields(RunRecord) if f.name != "unknown"}
-    missing = [n for n, f in known.items() if n not in data and f.default is f.default_factory is MISSING]
-    if missing:
-        raise ValueError(f"field {missing[0]} is missing")
-    for name in known.keys() & data.keys():
-        if not _conforms(data[name], hints[name]):
-            raise ValueError(f"field {name}: expected {known[name].type}, got {_type_name(data[name])}")
-    if data["id"] != path.stem:
-        raise ValueError(f"its id {data['id'][:80]!r} is not its file name")
-    unknown = {k: v for k, v in data.items() if k not in known}
-    return RunRecord(**{k: v for k, v in data.items() if k in known}, unknown=unknown)
+        raise ValueError(f"a JSON {fields.type_name(data)}, not an object")
+    known, unknown = fields.split(RunRecord, data)
+    if known["id"] != path.stem:
+        raise ValueError(f"its id {known['id'][:80]!r} is not its file name")
+    return RunRecord(**known, unknown=unknown)

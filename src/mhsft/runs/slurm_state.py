@@ -2,52 +2,50 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 from mhsft import ui
 from mhsft.errors import MhsftError
 from mhsft.process import slurm as client
+from mhsft.runs import status, store
 from mhsft.runs.records import RunRecord, now
 
-
-def info(record: RunRecord) -> dict[str, Any] | None:
-    """The Slurm part of a record, or None for a local run."""
-    found = record.extra.get("slurm")
-    return found if isinstance(found, dict) else None
+_warned: set[str] = set()
 
 
 def refresh(records: list[RunRecord]) -> list[RunRecord]:
-    """Update queued/running Slurm records from squeue (one call for all), saving those that changed."""
-    live = [r for r in records if r.status in client.ACTIVE and (info(r) or {}).get("job_id")]
-    known = client.jobs(str(info(r)["job_id"]) for r in live) if live else None  # type: ignore[index]
-    if known is None:  # nothing to ask, or Slurm cannot be asked: keep what the records say
+    """`records` with each queued/running Slurm run updated from squeue (one call for all) and saved when it
+    changed; a state the job wrote itself meanwhile (its outcome) wins over squeue's."""
+    live = [r for r in records if r.status in status.ACTIVE and r.slurm is not None and r.slurm.job_id]
+    if not live:
         return records
+    try:
+        known = client.jobs(str(r.slurm.job_id) for r in live)  # type: ignore[union-attr]
+    except MhsftError as exc:  # Slurm did not answer: say so, keep what the records say
+        if exc.message not in _warned:
+            _warned.add(exc.message)
+            ui.warn(f"{exc.message} The state of {len(live)} Slurm run(s) is shown as last recorded.")
+        return records
+    if known is None:  # no squeue here: keep what the records say
+        return records
+    fresh = {}
     for record in live:
-        slurm = info(record)
-        job = known.get(str(slurm["job_id"]))  # type: ignore[index]
-        status = job.status if job else "unknown"
-        state = job.state if job else "not known to Slurm any more"
-        nodes = (job.nodes if job and job.nodes and job.nodes != "(null)" else None) or slurm.get("nodes")
-        if (status, nodes) == (record.status, slurm.get("nodes")):
+        job = known.get(str(record.slurm.job_id))  # type: ignore[union-attr]
+        state = job.state if job else status.FORGOTTEN
+        nodes = (job.nodes if job and job.nodes and job.nodes != "(null)" else None) or record.slurm.nodes  # type: ignore[union-attr]
+        if (status.of_slurm(state), nodes) == (record.status, record.slurm.nodes):  # type: ignore[union-attr]
             continue
-        if _written_outcome(record.path):  # the job wrote its outcome since we read the record: it wins
-            continue
-        record.status = status
-        slurm |= {"state": state, "nodes": nodes}
-        if status not in client.ACTIVE and not record.ended_at:
-            record.ended_at = now()
+
+        def change(found: RunRecord, state: str = state, nodes: str | None = nodes) -> bool:
+            if found.status not in status.ACTIVE or found.slurm is None:  # the job wrote its outcome: it wins
+                return False
+            found.set_slurm_state(state)
+            found.slurm.nodes = nodes
+            if found.status not in status.ACTIVE and not found.ended_at:
+                found.ended_at = now()
+            return True
+
         try:
-            record.save()
+            fresh[record.id] = store.update(record.path, change)
         except MhsftError as exc:  # reading must not fail because the folder is read-only
             ui.warn(exc.message)
-    return records
-
-
-def _written_outcome(path: Path) -> bool:
-    """Whether the record file on disk already holds a final status."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("status") not in client.ACTIVE
-    except (OSError, ValueError, AttributeError):
-        return False
+            change(record)
+    return [fresh.get(r.id, r) for r in records]

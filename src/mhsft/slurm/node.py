@@ -22,10 +22,9 @@ from mhsft.launch import environment_for, load_recipe
 from mhsft.process import runner
 from mhsft.process import slurm as client
 from mhsft.recipe.plan import train_plan
-from mhsft.runs import checkpoints
-from mhsft.runs.records import RUNS_DIR, RunRecord, now, version_dirs
-from mhsft.runs.store import find
-from mhsft.slurm import jobs, node_check
+from mhsft.runs import checkpoints, status, store
+from mhsft.runs.records import RUNS_DIR, RunRecord, now, read_record, version_dirs
+from mhsft.slurm import node_check
 
 PORT_BASE, PORT_SPAN = 15000, 30000
 
@@ -53,23 +52,38 @@ def restarts(slurm_env: Mapping[str, str]) -> int:
 
 def resume_checkpoint(record: RunRecord, output_dir: Path) -> Path | None:
     """The newest complete checkpoint in the vN folders this run created (those not there at submission)."""
-    before = set((jobs.info(record) or {}).get("preexisting", []))
+    before = set(record.slurm.preexisting if record.slurm else [])
     mine = [d for d in version_dirs(output_dir) if d.name not in before]
     newest = next((d for d in reversed(mine) if checkpoints.latest(d)), None)
     return checkpoints.latest(newest) if newest else None
 
 
-def _update(cwd: Path, run_id: str, status: str | None, **fields: object) -> None:
-    """Re-read the record and change it; a final status someone else wrote (cancelled) is kept."""
-    record = find(cwd, run_id)
-    if status and record.status in (*client.ACTIVE, "unknown"):
-        record.status = status
-    slurm = jobs.info(record) or {}
-    slurm |= fields.pop("slurm", {})  # type: ignore[arg-type]
-    for key, value in fields.items():
-        setattr(record, key, value)
-    record.extra["slurm"] = slurm
-    record.save()
+def _update(cwd: Path, run_id: str, state: str | None, **fields: object) -> None:
+    """Re-read the record under the record lock and change it; a final status someone else wrote (cancelled) is
+    kept. `slurm` holds fields of the Slurm part."""
+    slurm_fields: dict[str, object] = fields.pop("slurm", {})  # type: ignore[assignment]
+
+    def change(record: RunRecord) -> bool:
+        if state and record.status in (*status.ACTIVE, status.UNKNOWN):
+            record.set_slurm_state(state)
+        for key, value in slurm_fields.items():
+            setattr(record.slurm, key, value)
+        for key, value in fields.items():
+            setattr(record, key, value)
+        return True
+
+    store.update(cwd / RUNS_DIR / f"{run_id}.json", change)
+
+
+def _record(cwd: Path, run_id: str) -> RunRecord:
+    """The run's record as the job's node reads it (no squeue: the job itself is the news)."""
+    try:
+        record = read_record(cwd / RUNS_DIR / f"{run_id}.json")
+    except ValueError as exc:
+        raise MhsftError(f"run record {RUNS_DIR / f'{run_id}.json'} cannot be read ({exc}).") from None
+    if record.slurm is None:
+        raise MhsftError(f"run {run_id} is not a Slurm run: its record has no Slurm part (`mhsft submit` writes it).")
+    return record
 
 
 def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
@@ -80,18 +94,17 @@ def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
             "directory you submit from must be on a filesystem every node shares (as home or project folders are "
             "on Slurm clusters)."
         )
-    record = find(cwd, run_id)
-    spec = jobs.info(record) or {}
-    env_file = spec.get("env_file")
-    environment = environment_for(Path(env_file) if env_file else None)
-    recipe = load_recipe(spec["recipe"], [], environment)
-    processes = spec.get("gpus_per_node") or int(recipe.launch_env.get("NPROC_PER_NODE", "1"))
+    record = _record(cwd, run_id)
+    spec = record.slurm
+    environment = environment_for(Path(spec.env_file) if spec.env_file else None)
+    recipe = load_recipe(str(spec.recipe), [], environment)
+    processes = spec.gpus_per_node or int(recipe.launch_env.get("NPROC_PER_NODE", "1"))
     variables = node_variables(slurm_env, processes)
     restart = restarts(slurm_env)
     output_dir = train_plan(recipe, environment, cwd).output_dir
     resume_from = resume_checkpoint(record, output_dir) if restart else None  # type: ignore[arg-type]
     plan = train_plan(
-        recipe, environment, cwd, run_id=record.swanlab_run_id, resume_from=resume_from, cached=spec.get("cached")
+        recipe, environment, cwd, run_id=record.swanlab_run_id, resume_from=resume_from, cached=spec.cached
     )
     first = variables["NODE_RANK"] == "0"
     where = f"node {variables['NODE_RANK']}/{variables['NNODES']} ({slurm_env.get('SLURMD_NODENAME', '?')})"
@@ -102,10 +115,9 @@ def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
         ui.info(f"run {run_id}: {where}: {node_check.check(plan, recipe, environment, cwd, record.swanlab_run_id)}")
     except MhsftError as exc:
         if first:
-            _update(cwd, run_id, "failed", exit_code=exc.exit_code, ended_at=now(), slurm={"state": "FAILED"})
-            failed = find(cwd, run_id)
-            failed.extra["node_check"] = exc.message
-            failed.save()
+            _update(cwd, run_id, "FAILED", exit_code=exc.exit_code, ended_at=now())
+            cause = exc.message
+            store.update(cwd / RUNS_DIR / f"{run_id}.json", lambda r: r.extra.update(node_check=cause) or True)
         raise
     before = set(version_dirs(output_dir))  # type: ignore[arg-type]
     started = time.monotonic()
@@ -113,13 +125,12 @@ def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
         _update(
             cwd,
             run_id,
-            "running",
+            "RUNNING",
             env=record.env | variables,
             resumed_from=str(resume_from) if resume_from else record.resumed_from,
             slurm={
                 "job_id": slurm_env["SLURM_JOB_ID"],
                 "nodes": slurm_env["SLURM_JOB_NODELIST"],
-                "state": "RUNNING",
                 "restarts": restart,
                 "started_at": now(),
                 "interrupted_by": None,
@@ -132,13 +143,13 @@ def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
         fields: dict[str, object] = {"exit_code": outcome.exit_code, "duration_s": round(time.monotonic() - started, 3)}
         if created:
             fields["run_dir"] = str(created[-1])
+        state = None  # scancel, a requeue or the time limit: squeue tells which when the record is next read
         if outcome.signal is None:
-            status = "completed" if outcome.exit_code == 0 else "failed"
-            fields |= {"ended_at": now(), "slurm": {"state": status.upper()}}
-        else:  # scancel, a requeue or the time limit: squeue tells which when the record is next read
-            status = None
+            state = "COMPLETED" if outcome.exit_code == 0 else "FAILED"
+            fields["ended_at"] = now()
+        else:
             fields["slurm"] = {"interrupted_by": signal.Signals(outcome.signal).name}
-        _update(cwd, run_id, status, **fields)
+        _update(cwd, run_id, state, **fields)
     ui.info(f"run {run_id}: {where} swift exited {outcome.exit_code}")
     return outcome.exit_code
 

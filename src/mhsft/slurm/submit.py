@@ -23,8 +23,9 @@ from mhsft.process import slurm as client
 from mhsft.recipe import toml_out as tomlout
 from mhsft.recipe.model import Recipe, SlurmSettings
 from mhsft.recipe.plan import Plan, train_plan
-from mhsft.runs.records import new_record, version_dirs
-from mhsft.runs.store import find
+from mhsft.runs import status, store
+from mhsft.runs.records import RunRecord, new_record, version_dirs
+from mhsft.runs.slurm_part import SlurmPart
 from mhsft.slurm import script
 from mhsft.sync import follower
 from mhsft.train.before_start import GATE_LINE, checks_before_start, new_swanlab_run_id
@@ -126,7 +127,6 @@ def submit(
     run_id = new_swanlab_run_id()
     plan = train_plan(nodes_run, environment, cwd, run_id=run_id)
     record = new_record(plan, environment, cwd, recipe, swanlab_run_id=run_id)
-    record.status = "queued"
     batch = cwd / SLURM_DIR / f"{record.id}.sbatch"
     text = script.batch_script(settings, record.id, sys.executable, cwd, ref, plan.shell_line())
     processes = settings.gpus_per_node or int(recipe.launch_env.get("NPROC_PER_NODE", "1"))
@@ -155,20 +155,19 @@ def submit(
     if nodes_run.swanlab.mode == "offline":
         record.extra["swanlab_offline"] = True
     frozen = batch.with_suffix(".toml")
-    record.extra["slurm"] = {
-        "job_id": None,
-        "job_name": settings.job_name,
-        "output": settings.output,
-        "nodes_requested": settings.nodes,
-        "gpus_per_node": settings.gpus_per_node,
-        "requeue": settings.requeue,
-        "script": str(batch),
-        "recipe": str(frozen),
-        "env_file": str(Path(env_file).absolute()) if env_file else None,
-        "preexisting": [p.name for p in version_dirs(plan.output_dir)],  # type: ignore[arg-type]
-        "state": "SUBMITTING",
-        "cached": training_args(report) if report else None,  # the nodes train from the gate's cached dataset
-    }
+    record.slurm = SlurmPart(
+        job_name=settings.job_name,
+        output=settings.output,
+        nodes_requested=settings.nodes,
+        gpus_per_node=settings.gpus_per_node,
+        requeue=settings.requeue,
+        script=str(batch),
+        recipe=str(frozen),
+        env_file=str(Path(env_file).absolute()) if env_file else None,
+        preexisting=[p.name for p in version_dirs(plan.output_dir)],  # type: ignore[arg-type]
+        cached=training_args(report) if report else None,  # the nodes train from the gate's cached dataset
+    )
+    record.set_slurm_state(status.SUBMITTING)
     if report:
         record.extra["data_check"] = summary(report)
     batch.parent.mkdir(parents=True, exist_ok=True)
@@ -183,13 +182,16 @@ def submit(
         for path in (record.path, batch, frozen):
             path.unlink(missing_ok=True)
         raise
-    record = find(cwd, record.id)  # the job may have started (and written) already
-    if record.extra["slurm"]["state"] == "SUBMITTING":
-        record.extra["slurm"]["state"] = "PENDING"
-    record.extra["slurm"]["job_id"] = job_id
-    if nodes_run.swanlab.mode == "offline":
-        record.extra["swanlab_follower"] = follower.start(record, env_file)
-    record.save()
+
+    def queued(found: RunRecord) -> bool:  # the job may have started (and written) already
+        if found.slurm.state == status.SUBMITTING:  # type: ignore[union-attr]
+            found.set_slurm_state("PENDING")
+        found.slurm.job_id = job_id  # type: ignore[union-attr]
+        if nodes_run.swanlab.mode == "offline":
+            found.extra["swanlab_follower"] = follower.start(found, env_file)
+        return True
+
+    record = store.update(record.path, queued)
     ui.info(f"run {record.id}: queued as Slurm job {job_id} (record: {record.path.relative_to(cwd)})")
     ui.info(f"follow it with `mhsft logs {record.id} -f`; stop it with `mhsft cancel {record.id}`")
     return 0

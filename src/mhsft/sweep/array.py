@@ -13,6 +13,7 @@ from mhsft import ui
 from mhsft.errors import MhsftError
 from mhsft.process import slurm as client
 from mhsft.recipe.model import Recipe, SlurmSettings
+from mhsft.runs import status
 from mhsft.slurm.script import directives
 from mhsft.slurm.submit import sbatch_env
 from mhsft.sweep.store import TRIAL_RUNNER, Sweep
@@ -71,5 +72,8 @@ def submit(sweep: Sweep, recipe: Recipe, cwd: Path, numbers: list[int]) -> int:
 
 def active(sweep: Sweep) -> bool:
     """Whether a task of the sweep's job arrays is still queued or running (unknown: False)."""
-    found = client.jobs(sweep.jobs) if sweep.jobs else {}
-    return any(job.status in client.ACTIVE for job in (found or {}).values())
+    try:
+        found = client.jobs(sweep.jobs) if sweep.jobs else {}
+    except MhsftError:  # Slurm did not answer
+        return False
+    return any(status.of_slurm(job.state) in status.ACTIVE for job in (found or {}).values())

@@ -16,11 +16,11 @@ from mhsft.errors import PREFLIGHT, USAGE, MhsftError
 from mhsft.preflight.swanlab import child_env, find_key, settings_pitfalls
 from mhsft.process import isolated
 from mhsft.recipe.model import SwanlabSettings
-from mhsft.runs import uploads
+from mhsft.runs import status, uploads
 from mhsft.runs.records import RunRecord, now
 from mhsft.runs.store import load_all
 from mhsft.view.links import run_url, swanlab_of, web_host
-from mhsft.view.show import ACTIVE, record_for
+from mhsft.view.show import record_for
 
 TIMEOUT_S = 300.0
 INCOMPLETE = 1
@@ -74,7 +74,7 @@ def sync_run(record: RunRecord, environment: Environment, timeout: float = TIMEO
     pitfalls = [c for c in settings_pitfalls(environment, Path(record.cwd)) if c.status == FAIL]
     if pitfalls:
         raise MhsftError(f"sync of run {record.id}: {pitfalls[0].detail}. Fix: {pitfalls[0].fix}.", PREFLIGHT)
-    ended = record.shown_status not in ACTIVE  # before the upload reads the log: nothing comes after it
+    ended = record.shown_status not in status.ACTIVE  # before the upload reads the log: nothing comes after it
     web = web_host(host, settings.web_host)
     args = {
         "key": key,

@@ -19,10 +19,10 @@ from mhsft import ui
 from mhsft.environment import without_secrets
 from mhsft.errors import USAGE, MhsftError
 from mhsft.launch import environment_for
+from mhsft.runs import status
 from mhsft.runs.records import RunRecord
 from mhsft.runs.store import load_all
 from mhsft.sync.command import sync_run
-from mhsft.view.show import ACTIVE
 
 INTERVAL_S = float(os.environ.get("MHSFT_SYNC_INTERVAL") or 60)  # between uploads while the job runs
 POLL_S = 2.0  # how often the job's end is looked for
@@ -64,7 +64,7 @@ def follow(cwd: Path, run_id: str, env_file: Path | None) -> int:
     last, tries = float("-inf"), 0
     while True:
         record = current(cwd, run_id)
-        ended = record.shown_status not in ACTIVE
+        ended = record.shown_status not in status.ACTIVE
         if ended or time.monotonic() - last >= INTERVAL_S:
             last = time.monotonic()
             try:

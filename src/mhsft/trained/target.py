@@ -13,9 +13,8 @@ from mhsft.launch import environment_for, execute, load_recipe, show
 from mhsft.recipe.model import Recipe
 from mhsft.recipe.plan import Plan
 from mhsft.recipe.values import backend_name
-from mhsft.runs import checkpoints
+from mhsft.runs import checkpoints, store
 from mhsft.runs.records import RunRecord
-from mhsft.runs.store import find
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def resolve_target(
         raise MhsftError("--set needs a RECIPE to override; give the recipe as the first argument.")
     recipe = load_recipe(recipe_ref, overrides, environment) if recipe_ref else None
     cwd = Path.cwd()
-    record = find(cwd, run_id) if run_id else None
+    record = store.find(cwd, run_id, f"--run {run_id}") if run_id else None
     if recipe is None and checkpoint in checkpoints.SELECTORS:  # the run's recipe gives the defaults too
         record = record or checkpoints.last_training(cwd)
         recipe = run_recipe(record, environment) if record else None

@@ -21,8 +21,8 @@ from mhsft.paths import absolute
 from mhsft.process import runner
 from mhsft.process.ports import free_port, held_by
 from mhsft.recipe.load import resolve
+from mhsft.runs import store
 from mhsft.runs.records import RUNS_DIR, RunRecord
-from mhsft.runs.store import load_all
 from mhsft.view import links
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5092
@@ -68,22 +68,15 @@ def _from_recipe(ref: str, cwd: Path) -> Source:
 
 def source_for(ref: str | None, cwd: Path) -> Source:
     """A run (id or unique prefix; default the newest training run) or a recipe (file or built-in name)."""
-    trainings = [r for r in load_all(cwd) if r.command == "sft"]
-    if ref is None:
-        if not trainings:
-            raise MhsftError(
-                f"no training run is recorded in {cwd / RUNS_DIR}. Give a RECIPE (its [swanlab] log_dir is "
-                "used) or a run id, or train first."
-            )
-        return _from_record(trainings[-1])
-    runs = [r for r in load_all(cwd) if r.id == ref or r.id.startswith(ref)]
-    if len(runs) == 1:
-        return _from_record(runs[0])
-    if len(runs) > 1:
-        raise MhsftError(f"{ref!r} matches several runs ({', '.join(r.id for r in runs[:3])}); give more of the id.")
+    if ref is None or store.matches(cwd, ref):
+        none = (
+            "no training run is recorded in {folder}. Give a RECIPE (its [swanlab] log_dir is used) or a run id, "
+            "or train first."
+        )
+        return _from_record(store.which_run(cwd, ref, fits=lambda r: r.command == "sft", none=none))
     if resolve(ref) is not None:
         return _from_recipe(ref, cwd)
-    close = difflib.get_close_matches(ref, [r.id for r in trainings], n=3, cutoff=0.4)
+    close = difflib.get_close_matches(ref, store.ids(cwd), n=3, cutoff=0.4)
     hint = f" Closest runs: {', '.join(close)}." if close else ""
     raise MhsftError(
         f"{ref!r} is neither a recorded run in {cwd / RUNS_DIR} nor a recipe file or built-in name.{hint} "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import shlex
 import sys
 import time
@@ -10,33 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from mhsft import ui
-from mhsft.errors import INTERRUPTED, MhsftError
-from mhsft.runs import checkpoints
-from mhsft.runs.records import RUNS_DIR, RunRecord
-from mhsft.runs.store import find, load_all
+from mhsft.errors import INTERRUPTED
+from mhsft.runs import checkpoints, status, store
+from mhsft.runs.records import RunRecord
 from mhsft.view import benchmarks, curve, history, links
 
 SCHEMA_VERSION = 1
-RUNNING = "running"
-ACTIVE = (RUNNING, "queued")  # states of a run that is not over yet (queued: on Slurm)
 SHOWN_METRICS = ("train_loss", "last_loss", "eval_loss", "eval_token_acc", "best_metric", "train_runtime")
 
 
 def record_for(cwd: Path, run_id: str | None) -> RunRecord:
     """The run `run_id` (an id or unique prefix), or the newest; an unknown id lists the closest ones."""
-    records = load_all(cwd)
-    if not records:
-        raise MhsftError(f"no runs are recorded in {cwd / RUNS_DIR} yet. `mhsft train RECIPE` records one.")
-    if run_id is None:
-        return records[-1]
-    ids = [r.id for r in records]
-    if not any(i == run_id or i.startswith(run_id) for i in ids):
-        close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.4) or ids[-3:]
-        raise MhsftError(
-            f"run {run_id!r} is not recorded in {cwd / RUNS_DIR}. Closest: {', '.join(close)}. "
-            "`mhsft runs` lists them all."
-        )
-    return find(cwd, run_id)
+    return store.which_run(cwd, run_id)
 
 
 def run_dir(record: RunRecord) -> Path | None:
@@ -46,7 +30,7 @@ def run_dir(record: RunRecord) -> Path | None:
         return None
     if record.run_dir:
         return Path(record.run_dir) if Path(record.run_dir).is_dir() else None
-    return checkpoints.run_dir_of(record) if record.status in ACTIVE else None
+    return checkpoints.run_dir_of(record) if record.status in status.ACTIVE else None
 
 
 def details(record: RunRecord) -> dict[str, Any]:
@@ -66,7 +50,7 @@ def details(record: RunRecord) -> dict[str, Any]:
         "env": record.env,
         "started_at": record.started_at,
         "ended_at": record.ended_at,
-        "duration_s": _elapsed(record) if record.status == RUNNING else record.duration_s,
+        "duration_s": _elapsed(record) if record.status == status.RUNNING else record.duration_s,
         "exit_code": record.exit_code,
         "output_dir": record.output_dir,
         "run_dir": str(folder) if folder else None,
@@ -124,7 +108,7 @@ def swanlab_line(info: dict[str, Any] | None) -> str | None:
 
 def next_commands(record: RunRecord) -> list[str]:
     """What a user types after a successful training run."""
-    if record.command != "sft" or record.status not in ("succeeded", "completed"):  # completed: a Slurm run
+    if record.command != "sft" or record.status != status.SUCCEEDED:
         return []
     run = f" --run {record.id}"
     return [f"mhsft infer{run}", f"mhsft export --merge-lora{run}", f"mhsft deploy{run}"]
@@ -132,20 +116,20 @@ def next_commands(record: RunRecord) -> list[str]:
 
 def render(info: dict[str, Any], record: RunRecord, width: int = 72) -> str:
     """The text form of `details` for a terminal."""
-    status = info["status"]
+    shown = info["status"]
     if info["exit_code"] is not None:
-        status += f" (exit {info['exit_code']})"
+        shown += f" (exit {info['exit_code']})"
     progress = info["progress"]
-    if progress and status == RUNNING:
-        status += f", step {progress['step']}/{progress['max_steps']}"
+    if progress and shown == status.RUNNING:
+        shown += f", step {progress['step']}/{progress['max_steps']}"
         if "remaining_time" in progress:
-            status += f", about {progress['remaining_time']} left"
+            shown += f", about {progress['remaining_time']} left"
     recipe = info["recipe"]
     pairs = [
         ("run", info["id"]),
         ("recipe", f"{recipe['name']} ({recipe['path']}, sha256 {(recipe['sha256'] or '-')[:12]})"),
         ("command", info["command_line"]),
-        ("status", status),
+        ("status", shown),
         ("started", info["started_at"].replace("T", " ")[:19]),
         ("duration", duration_text(info["duration_s"])),
         ("output", info["run_dir"] or info["output_dir"] or "-"),
@@ -223,9 +207,9 @@ def show(cwd: Path, run_id: str | None, as_json: bool, follow: bool, interval: f
                     sys.stdout.write("\033[2J\033[H")  # redraw in place
                 ui.echo(text)
                 previous = text
-            if not follow or record.shown_status not in ACTIVE:
+            if not follow or record.shown_status not in status.ACTIVE:
                 return 0
             time.sleep(interval)
-            record = find(cwd, record.id)
+            record = store.find(cwd, record.id)
     except KeyboardInterrupt:
         return INTERRUPTED

@@ -11,11 +11,10 @@ from mhsft.runs.store import load_all
 
 def slurm_cell(record: RunRecord) -> str:
     """`job 12 on n[1-2]` for a Slurm run, `-` for a local one."""
-    slurm = record.extra.get("slurm")
-    if not isinstance(slurm, dict) or not slurm.get("job_id"):
+    slurm = record.slurm
+    if slurm is None or not slurm.job_id:
         return "-"
-    nodes = slurm.get("nodes")
-    cell = f"job {slurm['job_id']}" + (f" on {nodes}" if nodes else f" ({slurm.get('nodes_requested')} nodes)")
+    cell = f"job {slurm.job_id}" + (f" on {slurm.nodes}" if slurm.nodes else f" ({slurm.nodes_requested} nodes)")
     cause = record.extra.get("node_check")
     return f"{cell}; {cause.split('. Fix:')[0]}" if isinstance(cause, str) else cell
 
