@@ -308,7 +308,7 @@ def test_special_files_and_odd_paths_in_records_do_not_hang_or_crash(workdir, en
     dry = mhsft("infer", "--dry-run", env=env, timeout=30, cwd=workdir)  # the good (newest) run is used
     assert dry.returncode == 0 and f"{trained_once['run_dir']}/checkpoint-20" in dry.stdout
     gone_run = mhsft("infer", "--run", long_id, "--dry-run", env=env, timeout=30, cwd=workdir)
-    assert gone_run.returncode == 2 and "no checkpoint-STEP folder" in gone_run.stderr
+    assert gone_run.returncode == 2 and "is gone (moved or deleted)" in gone_run.stderr
 
 
 def test_unknown_fields_are_kept_and_ignored(workdir, env, fake_swift, trained_once) -> None:

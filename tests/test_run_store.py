@@ -106,3 +106,25 @@ def test_a_hanging_squeue_is_given_a_few_seconds_and_the_listing_says_slurm_did_
     assert "Slurm did not answer" in listing.stderr and "as last recorded" in listing.stderr, listing.stderr
     shown = mhsft("runs", "show", "20260101-000000-sft-0077", env=hung, cwd=workdir, timeout=25)
     assert shown.returncode == 0 and "Slurm did not answer" in shown.stderr
+
+
+# --- item 1: --run ID acts on that run's own folder only
+
+
+@pytest.mark.parametrize("command", [["export", "--merge-lora"], ["infer"], ["deploy"]])
+def test_a_run_whose_folder_is_gone_is_said_never_replaced_by_another_runs(workdir, env, fake_swift, command) -> None:
+    import shutil
+
+    from support.running import local_recipe, mhsft
+
+    local_recipe(workdir)
+    for _ in range(2):  # run A, then run B, of one recipe: out/v0-..., out/v1-...
+        assert mhsft("train", "r.toml", env=env, cwd=workdir).returncode == 0
+    a, b = (json.loads(p.read_text()) for p in sorted((workdir / records.RUNS_DIR).glob("*.json")))
+    shutil.rmtree(b["run_dir"])  # B's folder moved away
+    result = mhsft(*command, "--run", b["id"], "--dry-run", env=env, cwd=workdir)
+    assert result.returncode == 2 and f"run {b['id']}'s folder {b['run_dir']} is gone" in result.stderr
+    assert a["run_dir"] not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    listing = mhsft("runs", env=env | {"COLUMNS": "400"}, cwd=workdir)
+    row = next(line for line in listing.stdout.splitlines() if b["id"] in line)
+    assert a["run_dir"] not in row and "checkpoint-" not in row

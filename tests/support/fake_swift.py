@@ -14,6 +14,8 @@ $FAKE_SWIFT_STEP_S seconds; without it, --swanlab_mode local and $SWANLAB_LOG_DI
 folder there. With $FAKE_SWIFT_ANSWER set, `infer --val_dataset IN --result_path OUT` writes each row of IN to
 OUT with that text as its `response`.
   serve     a tiny OpenAI-like server on --port (GET /v1/models, /health), like `swift deploy`
+  elastic   like torch elastic: start a trainer in a session of its own that ignores SIGTERM (its pid goes to
+            $FAKE_SWIFT_LOG.trainer-<SLURM_RESTART_COUNT>), then wait; SIGTERM ends swift at once, trainer left
 """
 
 import json
@@ -143,6 +145,14 @@ def main():
         sys.exit(int(mode.split(":")[1]))
     elif mode == "serve":
         serve(argv)
+    elif mode == "elastic":
+        ignores = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.2)"
+        trainer = subprocess.Popen([sys.executable, "-c", ignores], start_new_session=True)
+        attempt = os.environ.get("SLURM_RESTART_COUNT", "0")
+        Path(f"{log}.trainer-{attempt}").write_text(json.dumps({"trainer": trainer.pid}))
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+        while True:
+            time.sleep(0.1)
     elif mode == "sleep":
         child = subprocess.Popen(["sleep", "300"])
 

@@ -55,7 +55,7 @@ def compare_models(
         return sections.comparison(None, f"No side-by-side: the run {why}.", "", "")
     if options["samples"] == 0:
         return sections.comparison(None, "No side-by-side: --samples 0.", "", "")
-    files, source = samples.prompt_files(record, show.run_dir(record), options["prompts"])
+    files, source = samples.prompt_files(record, checkpoints.run_dir_of(record), options["prompts"])
     checkpoint = checkpoints.resolve(options["checkpoint"], Path.cwd(), record)
     recipe = run_recipe(record, environment)
     target = Target(environment, recipe, checkpoint, record)
@@ -97,7 +97,7 @@ def report(run_id: str | None, out: Path | None, env_file: Path | None, options:
     environment = environment_for(env_file)
     record = training_record(cwd, run_id)
     info = show.details(record)
-    folder = show.run_dir(record)
+    folder = checkpoints.run_dir_of(record)
     dest = out or (folder / "report" if folder else Path(record.output_dir or cwd) / f"report-{record.id}")
     own_folder(dest, out is not None, options["overwrite"])
     logged = history.History(train=info["loss"]["train"], eval=info["loss"]["eval"])

@@ -74,11 +74,35 @@ def newest_with_checkpoint(output_dir: Path) -> Path | None:
 
 
 def run_dir_of(record: RunRecord) -> Path | None:
-    """The versioned folder of a recorded training run (recorded, else the newest in its output_dir)."""
-    if record.run_dir and os.path.isdir(record.run_dir):
-        return Path(record.run_dir)
-    dirs = version_dirs(Path(record.output_dir)) if record.output_dir else []
-    return dirs[-1] if dirs else None
+    """A training run's own vN folder, if it still exists; never another run's. Only while a local multi-node
+    run is going (swift's rank 0 picks its folder, recorded at the end) is it the newest in its output_dir."""
+    if record.command != "sft":
+        return None
+    if record.run_dir:
+        return Path(record.run_dir) if os.path.isdir(record.run_dir) else None
+    if record.status == status.RUNNING and record.slurm is None and record.output_dir:
+        dirs = version_dirs(Path(record.output_dir))
+        return dirs[-1] if dirs else None
+    return None
+
+
+def own_folder(record: RunRecord, selector: str) -> Path:
+    """`run_dir_of`, or an error saying why the run has no folder to take a checkpoint from."""
+    found = run_dir_of(record)
+    if found is not None:
+        return found
+    if record.run_dir:
+        why = f"run {record.id}'s folder {record.run_dir} is gone (moved or deleted)"
+        fix = "Put the folder back, or pass --checkpoint PATH."
+    else:
+        why = (
+            f"run {record.id} has no output folder (it was cancelled before it started, or swift stopped before "
+            "creating one)"
+        )
+        fix = "Pass --checkpoint PATH, or --run with another run (`mhsft runs` lists them)."
+    raise MhsftError(
+        f"--checkpoint {selector}: {why}, so it has no checkpoint to use; mhsft never takes another run's. {fix}"
+    )
 
 
 def successful_training(record: RunRecord) -> bool:
@@ -112,18 +136,17 @@ def resolve(selector: str, cwd: Path, record: RunRecord | None = None, output_di
                 "(output_dir/vN-.../checkpoint-STEP), `latest` or `best`."
             )
         return path.resolve()
-    if record is not None:
-        run_dir, searched = run_dir_of(record), f"run {record.id} ({record.run_dir or record.output_dir})"
-    elif output_dir is not None:
+    if record is None and output_dir is not None:
         run_dir, searched = newest_with_checkpoint(output_dir), f"the recipe's output_dir {output_dir}"
     else:
-        found = last_training(cwd)
-        if found is None:
+        record = record or last_training(cwd)
+        if record is None:
             raise MhsftError(
                 f"no successful `mhsft train` run is recorded in {cwd / '.mhsft' / 'runs'}, so there "
                 "is no checkpoint to use. Train first, give a recipe, or pass --checkpoint PATH."
             )
-        run_dir, searched = run_dir_of(found), f"run {found.id} ({found.run_dir or found.output_dir})"
+        run_dir = own_folder(record, selector)
+        searched = f"run {record.id} ({run_dir})"
     checkpoint = pick(run_dir, selector) if run_dir else None
     if checkpoint is None:
         what = (

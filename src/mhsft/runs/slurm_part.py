@@ -1,4 +1,4 @@
-"""A run record's Slurm part (`extra["slurm"]` in the file): the job and what its node runners need.
+"""A run record's Slurm part (`extra["slurm"]` in the file): the job, what its node runners need, its attempts.
 
 `mhsft submit` writes it; the node runner, squeue (runs/slurm_state) and `mhsft cancel` change `state`, Slurm's
 word for the job, and the record's status follows from it (`RunRecord.set_slurm_state`). Keys a newer mhsft
@@ -33,6 +33,7 @@ class SlurmPart:
     restarts: int = 0
     started_at: str | None = None
     interrupted_by: str | None = None
+    attempts: dict[str, dict[str, str | None]] = field(default_factory=dict)  # by number: run_dir, resume_from
     unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod

@@ -3,30 +3,37 @@
 It reads the run's record and the recipe frozen at submission from the shared working directory, reads `.env`
 itself (secrets never pass through Slurm), sets the torchrun variables ms-swift reads (NNODES, NODE_RANK,
 MASTER_ADDR, MASTER_PORT, NPROC_PER_NODE) from Slurm's, and runs `swift sft` with the recipe's argv under the
-run's SwanLab run id. After a requeue (SLURM_RESTART_COUNT > 0) it resumes from the newest complete checkpoint
-the run has written. The first node writes the run's state and outcome into the record.
+run's SwanLab run id, in the attempt's own vN folder. After a requeue (SLURM_RESTART_COUNT > 0) it resumes from
+the newest complete checkpoint of the run's earlier attempts; node 0 chooses both for every node (slurm/attempt).
+Before swift it checks that the secrets the run was submitted with are there; after swift it stops every process
+swift left (trainers in sessions of their own included) and waits until they are gone. Node 0 writes the run's
+state and outcome into the record; any node writes why it stopped before swift.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from mhsft import ui
-from mhsft.errors import MhsftError
+from mhsft.environment import Environment
+from mhsft.errors import PREFLIGHT, MhsftError
 from mhsft.launch import environment_for, load_recipe
-from mhsft.process import runner
+from mhsft.process import runner, tree
 from mhsft.process import slurm as client
 from mhsft.recipe.plan import train_plan
-from mhsft.runs import checkpoints, status, store
-from mhsft.runs.records import RUNS_DIR, RunRecord, now, read_record, version_dirs
-from mhsft.slurm import node_check
+from mhsft.runs import status, store
+from mhsft.runs.records import RUNS_DIR, RunRecord, now, read_record
+from mhsft.slurm import attempt, node_check
 
 PORT_BASE, PORT_SPAN = 15000, 30000
+STOP_GRACE_S = 5.0  # what swift left gets SIGTERM, then SIGKILL this much later (well within Slurm's KillWait)
 
 
 def master_port(job_id: str, restart: int) -> int:
@@ -50,35 +57,10 @@ def restarts(slurm_env: Mapping[str, str]) -> int:
     return int(slurm_env.get("SLURM_RESTART_COUNT") or 0)
 
 
-def resume_checkpoint(record: RunRecord, output_dir: Path) -> Path | None:
-    """The newest complete checkpoint in the vN folders this run created (those not there at submission)."""
-    before = set(record.slurm.preexisting if record.slurm else [])
-    mine = [d for d in version_dirs(output_dir) if d.name not in before]
-    newest = next((d for d in reversed(mine) if checkpoints.latest(d)), None)
-    return checkpoints.latest(newest) if newest else None
-
-
-def _update(cwd: Path, run_id: str, state: str | None, **fields: object) -> None:
-    """Re-read the record under the record lock and change it; a final status someone else wrote (cancelled) is
-    kept. `slurm` holds fields of the Slurm part."""
-    slurm_fields: dict[str, object] = fields.pop("slurm", {})  # type: ignore[assignment]
-
-    def change(record: RunRecord) -> bool:
-        if state and record.status in (*status.ACTIVE, status.UNKNOWN):
-            record.set_slurm_state(state)
-        for key, value in slurm_fields.items():
-            setattr(record.slurm, key, value)
-        for key, value in fields.items():
-            setattr(record, key, value)
-        return True
-
-    store.update(cwd / RUNS_DIR / f"{run_id}.json", change)
-
-
 def _record(cwd: Path, run_id: str) -> RunRecord:
     """The run's record as the job's node reads it (no squeue: the job itself is the news)."""
     try:
-        record = read_record(cwd / RUNS_DIR / f"{run_id}.json")
+        record = read_record(attempt.record_path(cwd, run_id))
     except ValueError as exc:
         raise MhsftError(f"run record {RUNS_DIR / f'{run_id}.json'} cannot be read ({exc}).") from None
     if record.slurm is None:
@@ -86,9 +68,50 @@ def _record(cwd: Path, run_id: str) -> RunRecord:
     return record
 
 
+def check_secrets(record: RunRecord, environment: Environment, cwd: Path) -> None:
+    """The secrets the run was submitted with must be in this node's .env: swift would fail on them late."""
+    missing = [name for name in record.secrets if not environment.get(name)]
+    if not missing:
+        return
+    env_file = record.slurm.env_file if record.slurm and record.slurm.env_file else str(cwd / ".env")
+    names, (now_, then) = ", ".join(missing), ("is", "was") if len(missing) == 1 else ("are", "were")
+    raise MhsftError(
+        f"run {record.id}: {names} {now_} not in {env_file} on node {socket.gethostname()}, but {then} there when "
+        "the run was submitted (a job's nodes read secrets from that file, never from Slurm). Put "
+        f"{missing[0]}=... back into {env_file} (chmod 600) and submit again; swift was not started.",
+        exit_code=PREFLIGHT,
+    )
+
+
+def _running(record: RunRecord, variables: Mapping[str, str], slurm_env: Mapping[str, str]) -> None:
+    if record.status in (*status.ACTIVE, status.UNKNOWN):
+        record.set_slurm_state("RUNNING")
+    record.env = record.env | dict(variables)
+    record.slurm.job_id = slurm_env["SLURM_JOB_ID"]  # type: ignore[union-attr]
+    record.slurm.nodes = slurm_env["SLURM_JOB_NODELIST"]  # type: ignore[union-attr]
+    record.slurm.started_at, record.slurm.interrupted_by = now(), None  # type: ignore[union-attr]
+
+
+def _finish(path: Path, number: int, outcome: runner.Outcome, duration_s: float) -> None:
+    """Record attempt `number`'s outcome, unless a newer attempt owns the record by now (its last write came late)."""
+
+    def finished(record: RunRecord) -> bool:
+        if record.slurm is None or record.slurm.restarts != number:
+            return False
+        record.exit_code, record.duration_s = outcome.exit_code, duration_s
+        if outcome.signal is not None:  # scancel, a requeue or the time limit: squeue tells which on the next read
+            record.slurm.interrupted_by = signal.Signals(outcome.signal).name
+        elif record.status in (*status.ACTIVE, status.UNKNOWN):  # a final status someone else wrote is kept
+            record.set_slurm_state("COMPLETED" if outcome.exit_code == 0 else "FAILED")
+            record.ended_at = now()
+        return True
+
+    store.update(path, finished)
+
+
 def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
     """Train this node's share of run `run_id`; returns swift's exit code."""
-    if not (cwd / RUNS_DIR / f"{run_id}.json").is_file():
+    if not attempt.record_path(cwd, run_id).is_file():
         raise MhsftError(
             f"run record {RUNS_DIR / f'{run_id}.json'} is not in this node's working directory {cwd}. The "
             "directory you submit from must be on a filesystem every node shares (as home or project folders are "
@@ -96,62 +119,63 @@ def run(run_id: str, cwd: Path, slurm_env: Mapping[str, str]) -> int:
         )
     record = _record(cwd, run_id)
     spec = record.slurm
-    environment = environment_for(Path(spec.env_file) if spec.env_file else None)
-    recipe = load_recipe(str(spec.recipe), [], environment)
-    processes = spec.gpus_per_node or int(recipe.launch_env.get("NPROC_PER_NODE", "1"))
+    environment = environment_for(Path(spec.env_file) if spec.env_file else None)  # type: ignore[union-attr]
+    check_secrets(record, environment, cwd)
+    recipe = load_recipe(str(spec.recipe), [], environment)  # type: ignore[union-attr]
+    processes = spec.gpus_per_node or int(recipe.launch_env.get("NPROC_PER_NODE", "1"))  # type: ignore[union-attr]
     variables = node_variables(slurm_env, processes)
-    restart = restarts(slurm_env)
-    output_dir = train_plan(recipe, environment, cwd).output_dir
-    resume_from = resume_checkpoint(record, output_dir) if restart else None  # type: ignore[arg-type]
-    plan = train_plan(
-        recipe, environment, cwd, run_id=record.swanlab_run_id, resume_from=resume_from, cached=spec.cached
-    )
+    number = restarts(slurm_env)
     first = variables["NODE_RANK"] == "0"
     where = f"node {variables['NODE_RANK']}/{variables['NNODES']} ({slurm_env.get('SLURMD_NODENAME', '?')})"
-    ui.info(f"run {run_id}: {where}, master {variables['MASTER_ADDR']}:{variables['MASTER_PORT']}, attempt {restart}")
+    planned = train_plan(recipe, environment, cwd, run_id=record.swanlab_run_id, cached=spec.cached)  # type: ignore[union-attr]
+    ui.info(f"run {run_id}: {where}: {node_check.check(planned, recipe, environment, cwd, record.swanlab_run_id)}")
+    if first:
+        output_dir = planned.output_dir
+        chosen = attempt.choose(cwd, run_id, number, output_dir, lambda r: _running(r, variables, slurm_env))  # type: ignore[arg-type]
+    else:
+        chosen = attempt.chosen(cwd, run_id, number)
+    resume_from = Path(chosen.resume_from) if chosen.resume_from else None
+    plan = train_plan(
+        recipe,
+        environment,
+        cwd,
+        run_id=record.swanlab_run_id,
+        resume_from=resume_from,
+        cached=spec.cached,  # type: ignore[union-attr]
+        run_dir=Path(chosen.run_dir),
+    )
+    ui.info(f"run {run_id}: {where}, master {variables['MASTER_ADDR']}:{variables['MASTER_PORT']}, attempt {number}")
     if resume_from:
         ui.info(f"run {run_id}: requeued; resuming from {resume_from}")
-    try:
-        ui.info(f"run {run_id}: {where}: {node_check.check(plan, recipe, environment, cwd, record.swanlab_run_id)}")
-    except MhsftError as exc:
-        if first:
-            _update(cwd, run_id, "FAILED", exit_code=exc.exit_code, ended_at=now())
-            cause = exc.message
-            store.update(cwd / RUNS_DIR / f"{run_id}.json", lambda r: r.extra.update(node_check=cause) or True)
-        raise
-    before = set(version_dirs(output_dir))  # type: ignore[arg-type]
     started = time.monotonic()
+    tree.adopt_orphans()  # trainers whose parent dies stay below this process, so that stop_all finds them
+    try:
+        argv = [runner.executable(plan.argv[0]), *plan.argv[1:]]
+        outcome = runner.run(argv, plan.child_env(environment) | variables, cwd=cwd, filter_output=ui.clean)
+    finally:
+        left = tree.stop_all(STOP_GRACE_S)
+    if left:
+        ui.warn(f"run {run_id}: {where}: processes {left} of swift's would not end even on SIGKILL.")
     if first:
-        _update(
-            cwd,
-            run_id,
-            "RUNNING",
-            env=record.env | variables,
-            resumed_from=str(resume_from) if resume_from else record.resumed_from,
-            slurm={
-                "job_id": slurm_env["SLURM_JOB_ID"],
-                "nodes": slurm_env["SLURM_JOB_NODELIST"],
-                "restarts": restart,
-                "started_at": now(),
-                "interrupted_by": None,
-            },
-        )
-    argv = [runner.executable(plan.argv[0]), *plan.argv[1:]]
-    outcome = runner.run(argv, plan.child_env(environment) | variables, cwd=cwd, filter_output=ui.clean)
-    if first:
-        created = [p for p in version_dirs(output_dir) if p not in before]  # type: ignore[arg-type]
-        fields: dict[str, object] = {"exit_code": outcome.exit_code, "duration_s": round(time.monotonic() - started, 3)}
-        if created:
-            fields["run_dir"] = str(created[-1])
-        state = None  # scancel, a requeue or the time limit: squeue tells which when the record is next read
-        if outcome.signal is None:
-            state = "COMPLETED" if outcome.exit_code == 0 else "FAILED"
-            fields["ended_at"] = now()
-        else:
-            fields["slurm"] = {"interrupted_by": signal.Signals(outcome.signal).name}
-        _update(cwd, run_id, state, **fields)
+        _finish(attempt.record_path(cwd, run_id), number, outcome, round(time.monotonic() - started, 3))
     ui.info(f"run {run_id}: {where} swift exited {outcome.exit_code}")
     return outcome.exit_code
+
+
+def _record_error(cwd: Path, run_id: str, error: MhsftError) -> None:
+    """Write why this node stopped before swift into the record (status failed, `extra.node_check`, which
+    `mhsft runs` and `runs show` print), where there is a record to write into."""
+
+    def failed(record: RunRecord) -> bool:
+        if record.slurm is None or record.status not in (*status.ACTIVE, status.UNKNOWN):
+            return False
+        record.set_slurm_state("FAILED")
+        record.exit_code, record.ended_at = error.exit_code, now()
+        record.extra["node_check"] = error.message
+        return True
+
+    with contextlib.suppress(MhsftError):
+        store.update(attempt.record_path(cwd, run_id), failed)
 
 
 def main(argv: list[str]) -> int:
@@ -162,6 +186,7 @@ def main(argv: list[str]) -> int:
         return run(argv[0], Path.cwd(), os.environ)
     except MhsftError as exc:
         ui.error(exc.message)
+        _record_error(Path.cwd(), argv[0], exc)
         return exc.exit_code
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mhsft import ui
 from mhsft.errors import MhsftError
+from mhsft.runs import checkpoints
 from mhsft.runs.records import RunRecord
 from mhsft.view import history, links, show
 
@@ -32,7 +33,7 @@ def results(records: list[RunRecord]) -> list[list[str]]:
     """Status, duration and the final metrics of each run, side by side."""
     logged = []
     for record in records:
-        folder = show.run_dir(record)
+        folder = checkpoints.run_dir_of(record)
         logged.append(history.read(folder).metrics if folder else {})
     rows = [
         ["status", *(r.status for r in records)],

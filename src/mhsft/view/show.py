@@ -23,19 +23,9 @@ def record_for(cwd: Path, run_id: str | None) -> RunRecord:
     return store.which_run(cwd, run_id)
 
 
-def run_dir(record: RunRecord) -> Path | None:
-    """A training run's vN folder: the recorded one if it still exists (never another run's), or while the
-    run is going (nothing recorded yet) the newest in its output_dir."""
-    if record.command != "sft":
-        return None
-    if record.run_dir:
-        return Path(record.run_dir) if Path(record.run_dir).is_dir() else None
-    return checkpoints.run_dir_of(record) if record.status in status.ACTIVE else None
-
-
 def details(record: RunRecord) -> dict[str, Any]:
     """Everything `runs show` prints, as a JSON-ready dict (schema_version 1)."""
-    folder = run_dir(record)
+    folder = checkpoints.run_dir_of(record)
     logged = history.read(folder) if folder else history.History()
     rows = history.checkpoint_rows(folder, logged) if folder else []
     best = next((r["path"] for r in rows if r["best"]), None)
@@ -192,7 +182,7 @@ def show(cwd: Path, run_id: str | None, as_json: bool, follow: bool, interval: f
     import json
 
     record = record_for(cwd, run_id)
-    if record.command == "sft" and run_dir(record) is None:
+    if record.command == "sft" and record.status not in status.ACTIVE and checkpoints.run_dir_of(record) is None:
         ui.warn(
             f"run {record.id}: its output folder {record.run_dir or record.output_dir} does not exist (moved or "
             "deleted, or swift stopped before creating it), so there are no checkpoints or losses to show."

@@ -23,11 +23,11 @@ def rows(cwd: Path, limit: int) -> list[list[str]]:
     """id, command, recipe, status, Slurm job, start, duration, output folder, checkpoint (newest first)."""
     out = []
     for record in reversed(load_all(cwd)[-limit:]):
-        run_dir = checkpoints.run_dir_of(record) if record.command == "sft" else None
+        run_dir = checkpoints.run_dir_of(record)
         checkpoint = checkpoints.latest(run_dir) if run_dir else record.checkpoint
         duration = f"{record.duration_s:.0f} s" if record.duration_s is not None else "-"
         started = record.started_at.replace("T", " ")[:19]
-        output = str(run_dir or record.output_dir or "-")
+        output = str(run_dir or record.run_dir or record.output_dir or "-")
         out.append(
             [
                 record.id,
