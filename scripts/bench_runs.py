@@ -1,7 +1,8 @@
 """Time `mhsft runs`, `runs show ID` and `runs compare A B` over many run records (issue 18, item 22).
 
 Usage:  .venv/bin/python scripts/bench_runs.py [N ...]   (default: 3000 5000 records, in a temporary folder)
-Prints the wall time of each `python -m mhsft ...` as a user runs it (best of 3). Goals at 5,000 records:
+Prints the wall and CPU time of each `python -m mhsft ...` as a user runs it (best of 3; on a machine other
+jobs load, the CPU time is the figure that does not depend on them). Goals at 5,000 records:
 `runs show ID` and `runs compare A B` under 1 s, `mhsft runs` under 2 s. Not a test: the numbers depend on
 the machine.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,13 +48,16 @@ def write_records(folder: Path, count: int) -> list[str]:
     return ids
 
 
-def timed(args: list[str], cwd: Path) -> float:
+def timed(args: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `python -m mhsft ARGS`; the CPU time tells on a loaded machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "mhsft", *args], cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         sys.exit(f"mhsft {' '.join(args)} failed: {result.stderr[-500:]}")
-    return elapsed
+    return elapsed, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -63,9 +68,9 @@ def main() -> None:
             ids = write_records(folder, count)
             middle, other = ids[count // 2], ids[count // 3]
             for args in (["runs"], ["runs", "show", middle], ["runs", "compare", middle, other]):
-                best = min(timed(args, folder) for _ in range(3))
+                wall, cpu = min(timed(args, folder) for _ in range(3))
                 shown = " ".join(a if a not in (middle, other) else "ID" for a in args)
-                print(f"{count} records: mhsft {shown}: {best:.2f} s (best of 3)")
+                print(f"{count} records: mhsft {shown}: {wall:.2f} s wall, {cpu:.2f} s CPU (best of 3)")
 
 
 if __name__ == "__main__":

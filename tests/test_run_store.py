@@ -75,8 +75,8 @@ def test_which_run_an_exact_id_a_unique_prefix_several_none_and_the_newest_that_
 # --- issue 18, item 22: a lookup by id reads only the records it names
 
 
-def test_show_and_compare_read_only_the_records_they_name(tmp_path, monkeypatch) -> None:
-    from mhsft.view import show
+def test_show_compare_and_the_listing_read_only_the_records_they_need(tmp_path, monkeypatch) -> None:
+    from mhsft.view import show, table
 
     ids = [f"20260101-{i:06d}-sft-{i:04x}" for i in range(300)]
     for run_id in ids:
@@ -89,6 +89,8 @@ def test_show_and_compare_read_only_the_records_they_name(tmp_path, monkeypatch)
     read.clear()
     assert [show.record_for(tmp_path, i).id for i in (ids[7], ids[8])] == [ids[7], ids[8]]  # runs compare A B
     assert show.record_for(tmp_path, None).id == ids[-1] and read == [ids[7], ids[8], ids[-1]]
+    read.clear()
+    assert [row[0] for row in table.rows(tmp_path, 20)] == ids[::-1][:20] and len(read) == 20  # `mhsft runs`
 
 
 # --- item 23: a hanging squeue is bounded and said

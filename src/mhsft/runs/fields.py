@@ -3,38 +3,48 @@
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from functools import cache
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+Check = Callable[[Any], bool]
+
 
 @cache
-def _fields(cls: type) -> dict[str, tuple[Any, str, bool]]:
-    """Each JSON field of `cls`: (type hint, its text, whether it is required). `unknown` holds the rest."""
+def _fields(cls: type) -> dict[str, tuple[Check, str, bool]]:
+    """Each JSON field of `cls`: (its type check, its type as text, whether it is required). `unknown` holds the
+    rest."""
     hints = get_type_hints(cls)
     return {
-        f.name: (hints[f.name], str(f.type), f.default is f.default_factory is MISSING)
+        f.name: (checker(hints[f.name]), str(f.type), f.default is f.default_factory is MISSING)
         for f in fields(cls)
         if f.name != "unknown"
     }
 
 
-def conforms(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a type hint (bool is not an int; an int is a float)."""
-    origin = get_origin(hint)
+@cache
+def checker(hint: Any) -> Check:
+    """A function telling whether a JSON value fits a type hint (bool is not an int; an int is a float); built
+    once per hint, because reading thousands of records checks every field of each."""
+    origin, args = get_origin(hint), get_args(hint)
     if hint is Any:
-        return True
-    if origin in (Union, types.UnionType):
-        return any(conforms(value, arg) for arg in get_args(hint))
+        return lambda value: True
     if hint is type(None):
-        return value is None
+        return lambda value: value is None
+    if origin in (Union, types.UnionType):
+        parts = [checker(arg) for arg in args]
+        return lambda value: any(part(value) for part in parts)
     if origin is list:
-        return isinstance(value, list) and all(conforms(v, get_args(hint)[0]) for v in value)
+        item = checker(args[0])
+        return lambda value: isinstance(value, list) and all(map(item, value))
     if origin is dict:
-        return isinstance(value, dict) and all(conforms(v, get_args(hint)[1]) for v in value.values())
+        item = checker(args[1])
+        return lambda value: isinstance(value, dict) and all(map(item, value.values()))
     if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    return isinstance(value, hint)
+        kinds = (int, float) if hint is float else int
+        return lambda value: isinstance(value, kinds) and not isinstance(value, bool)
+    return lambda value: isinstance(value, hint)
 
 
 def type_name(value: Any) -> str:
@@ -52,7 +62,7 @@ def split(cls: type, data: dict[str, Any], where: str = "") -> tuple[dict[str, A
     if missing:
         raise ValueError(f"field {where}{missing[0]} is missing")
     for name in known.keys() & data.keys():
-        hint, shown, _ = known[name]
-        if not conforms(data[name], hint):
+        check, shown, _ = known[name]
+        if not check(data[name]):
             raise ValueError(f"field {where}{name}: expected {shown}, got {type_name(data[name])}")
     return {k: v for k, v in data.items() if k in known}, {k: v for k, v in data.items() if k not in known}

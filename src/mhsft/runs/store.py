@@ -1,7 +1,8 @@
 """The record store: the records in `.mhsft/runs/`, read defensively; which run a command means; locked updates.
 
 A lookup by id reads only the files whose names match (a record's file name is its id, and an id starts with
-its start time), so it stays fast with thousands of records; only `load_all` reads them all.
+its start time), the newest are found by name, so both stay fast with thousands of records; only `load_all`
+reads them all.
 """
 
 from __future__ import annotations
@@ -74,6 +75,21 @@ def load_all(cwd: Path) -> list[RunRecord]:
     records, bad = scan(cwd)
     report(bad)
     return live(records)
+
+
+def latest(cwd: Path, limit: int) -> list[RunRecord]:
+    """The newest `limit` readable records (by id), newest first, reading no more files than that takes; the
+    unreadable ones met on the way are reported. Slurm states are refreshed."""
+    found = []
+    for run_id in reversed(ids(cwd)):
+        if len(found) == limit:
+            break
+        record = read(cwd, run_id)
+        if isinstance(record, BadRecord):
+            report([record])
+        else:
+            found.append(record)
+    return live(found)
 
 
 def matches(cwd: Path, ref: str) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mhsft.runs import checkpoints
 from mhsft.runs.records import RunRecord
-from mhsft.runs.store import load_all
+from mhsft.runs.store import latest
 
 
 def slurm_cell(record: RunRecord) -> str:
@@ -22,7 +22,7 @@ def slurm_cell(record: RunRecord) -> str:
 def rows(cwd: Path, limit: int) -> list[list[str]]:
     """id, command, recipe, status, Slurm job, start, duration, output folder, checkpoint (newest first)."""
     out = []
-    for record in reversed(load_all(cwd)[-limit:]):
+    for record in latest(cwd, limit):
         run_dir = checkpoints.run_dir_of(record)
         checkpoint = checkpoints.latest(run_dir) if run_dir else record.checkpoint
         duration = f"{record.duration_s:.0f} s" if record.duration_s is not None else "-"
