@@ -12,6 +12,7 @@ from mhsft.errors import MhsftError
 from mhsft.launch import environment_for
 from mhsft.reporting import document, images, samples, sections
 from mhsft.runs import checkpoints, store
+from mhsft.runs import status as run_status
 from mhsft.runs.records import RunRecord
 from mhsft.trained.target import Target, run_recipe
 from mhsft.view import history, show
@@ -50,7 +51,7 @@ def compare_models(
     """Section 3: the side-by-side table, or why there is none."""
     if not info["checkpoints"]:
         status = info["status"]
-        active = status in show.ACTIVE
+        active = status in run_status.ACTIVE
         why = f"is still {status}: no checkpoint yet" if active else f"ended {status} before any checkpoint"
         return sections.comparison(None, f"No side-by-side: the run {why}.", "", "")
     if options["samples"] == 0:

@@ -7,6 +7,7 @@ from typing import Any
 
 from mhsft.reporting.document import Block, Code, Heading, Image, Para, Table
 from mhsft.reporting.samples import Sample
+from mhsft.runs import status as run_status
 from mhsft.runs.records import RunRecord
 from mhsft.view import compare, show
 from mhsft.view.benchmarks import table as benchmark_table
@@ -26,7 +27,7 @@ def _loss(value: float | None) -> str:
 
 def state(status: str, exit_code: int | None) -> str:
     """A run's state in words: `still running` while it goes, else the status and swift's exit code."""
-    if status in show.ACTIVE:
+    if status in run_status.ACTIVE:
         return f"still {status}"
     return status if exit_code is None else f"{status} (exit {exit_code})"
 
