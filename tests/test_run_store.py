@@ -48,6 +48,15 @@ def test_records_that_say_completed_read_as_succeeded(tmp_path) -> None:
     assert checkpoints.last_training(tmp_path).id == old.stem  # type: ignore[union-attr]
 
 
+def test_runs_started_in_the_same_second_are_ordered_by_their_recorded_start(tmp_path) -> None:
+    # the random suffix sorts the later run first; the newest is still the one that started last
+    record_file(tmp_path, "20260101-000000-sft-ffff", started_at="2026-01-01T00:00:00.100+00:00")
+    record_file(tmp_path, "20260101-000000-sft-0000", started_at="2026-01-01T00:00:00.900+00:00")
+    assert store.ids(tmp_path) == ["20260101-000000-sft-ffff", "20260101-000000-sft-0000"]
+    assert checkpoints.last_training(tmp_path).id == "20260101-000000-sft-0000"  # type: ignore[union-attr]
+    assert [r.id for r in store.latest(tmp_path, 1)] == ["20260101-000000-sft-0000"]
+
+
 def test_a_slurm_part_of_the_wrong_shape_makes_the_record_unreadable_not_a_crash(tmp_path) -> None:
     path = record_file(tmp_path, "r1", extra={"slurm": {"job_id": 7}})
     with pytest.raises(ValueError, match=r"field extra\.slurm\.job_id: expected str \| None, got int"):

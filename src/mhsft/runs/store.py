@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fcntl
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,17 +20,30 @@ from mhsft.errors import MhsftError
 from mhsft.runs import status
 from mhsft.runs.records import RUNS_DIR, BadRecord, RunRecord, read_record
 
+_STAMP = len("20260101-000000")  # the start second an id begins with
 _LOCK = ".lock"  # in RUNS_DIR: held while a record is re-read, changed and written back
 _reported: set[Path] = set()
 
 
 def ids(cwd: Path) -> list[str]:
-    """The ids of the record files in `cwd`, oldest first (by id), without reading them."""
+    """The ids of the record files in `cwd`, oldest first (by id), reading only runs that started in the same
+    second: an id names its start to the second, so only their recorded start can order them."""
     try:
         names = os.listdir(cwd / RUNS_DIR)
     except OSError:  # no folder yet, or not a folder
         return []
-    return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
+    found = sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
+    ordered = []
+    for _, same_second in itertools.groupby(found, key=lambda run_id: run_id[:_STAMP]):
+        group = list(same_second)
+        ordered += sorted(group, key=lambda run_id: _started(cwd, run_id)) if len(group) > 1 else group
+    return ordered
+
+
+def _started(cwd: Path, run_id: str) -> str:
+    """A record's start time ("" for an unreadable one)."""
+    record = read(cwd, run_id)
+    return record.started_at if isinstance(record, RunRecord) else ""
 
 
 def read(cwd: Path, run_id: str) -> RunRecord | BadRecord:
