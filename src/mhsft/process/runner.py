@@ -26,6 +26,9 @@ KILL_AFTER_S = 20.0  # after the first forwarded signal, the group gets SIGKILL 
 _PR_SET_PDEATHSIG = 1
 
 
+_STOPPED_BY = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a swift ended by these was interrupted
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How a child ended: mhsft's exit code for it, and the signal that interrupted it, if any."""
@@ -165,4 +168,6 @@ def run(
     if received:
         first = received[0]
         return Outcome(INTERRUPTED if first == signal.SIGINT else 128 + first, first)
+    if -code in _STOPPED_BY:  # the signal reached swift straight (Slurm's scancel signals every process)
+        return Outcome(128 - code, -code)
     return Outcome(code if code >= 0 else 128 - code)
