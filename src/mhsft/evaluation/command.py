@@ -71,7 +71,9 @@ class Server:
 
     def plan(self, target: Target, port: int) -> Plan:
         """The `swift deploy` plan on 127.0.0.1:`port`."""
+        # log_level info: the log's "Uvicorn running on URL" line is how mhsft knows the server is its own
         args = {**self.args, "host": "127.0.0.1", "port": port, "verbose": False, "log_interval": -1}
+        args["log_level"] = "info"
         return command_plan("deploy", args, target.environment, Path.cwd(), recipe=target.recipe, summary=[])
 
 

@@ -38,18 +38,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             return
 
 
-def listening(log: Path, planned: str) -> str:
-    """The API address uvicorn says it runs on (swift moves to the next free port silently), else `planned`."""
+def listening(log: Path) -> str | None:
+    """The API address uvicorn says this server runs on (swift moves to the next free port silently), or None
+    before it says so: the planned port may answer for another server that took it in the meantime."""
     try:
         found = LISTENING.findall(log.read_text(encoding="utf-8", errors="replace"))
     except OSError:
         found = []
-    return f"{found[-1]}/v1" if found else planned
+    return f"{found[-1]}/v1" if found else None
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], planned: str, wanted: list[str], timeout: float, log: Path) -> str:
     deadline = time.monotonic() + timeout
-    base_url = planned
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise MhsftError(
@@ -57,13 +57,14 @@ def _wait_ready(proc: subprocess.Popen[bytes], planned: str, wanted: list[str], 
                 f"output is in {log}.",
                 proc.returncode or 1,
             )
-        base_url = listening(log, planned)
-        listed = models(base_url, None)
-        if listed is not None and all(name in listed for name in wanted):
+        base_url = listening(log)
+        listed = models(base_url, None) if base_url else None
+        if base_url and listed is not None and all(name in listed for name in wanted):
             return base_url
         time.sleep(0.5)
     raise MhsftError(
-        f"swift deploy did not serve {', '.join(wanted)} at {base_url} within {timeout:g} s ({_tail(log)}). "
+        f"swift deploy did not serve {', '.join(wanted)} at {listening(log) or planned} within {timeout:g} s "
+        f"({_tail(log)}). "
         f"Raise --ready-timeout for large models; the log is {log}.",
         1,
     )
