@@ -95,6 +95,7 @@ EnvFileOpt = Annotated[
         show_default=False,
     ),
 ]
+NoPreflightOpt = Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")]
 NoDataCheckOpt = Annotated[
     bool,
     typer.Option(
@@ -155,7 +156,7 @@ def train(
     set_: SetOpt = [],  # noqa: B006 (typer needs a list default)
     env_file: EnvFileOpt = None,
     dry_run: DryRunOpt = False,
-    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
+    no_preflight: NoPreflightOpt = False,
     no_data_check: NoDataCheckOpt = False,
     preflight_timeout: TimeoutOpt = 5.0,
     resume: Annotated[
@@ -237,7 +238,7 @@ def submit(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the batch script and the sbatch command; queue nothing.")
     ] = False,
-    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
+    no_preflight: NoPreflightOpt = False,
     no_data_check: NoDataCheckOpt = False,
     preflight_timeout: TimeoutOpt = 5.0,
 ) -> None:
@@ -901,7 +902,7 @@ def sweep_run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print each trial's changes to the recipe; start nothing.")
     ] = False,
-    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
+    no_preflight: NoPreflightOpt = False,
     no_data_check: NoDataCheckOpt = False,
     preflight_timeout: TimeoutOpt = 5.0,
     slurm: Annotated[
@@ -945,7 +946,7 @@ def sweep_show(
 @sweep_app.command("resume", epilog="Examples:\n\n  mhsft sweep resume 20261201-093000-sweep-ab12")
 def sweep_resume(
     sweep_id: Annotated[str, typer.Argument(metavar="ID", help="Sweep id or unique prefix.", show_default=False)],
-    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip the SwanLab check (not advised).")] = False,
+    no_preflight: NoPreflightOpt = False,
     preflight_timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Run only what a stopped sweep is missing (trials that did not succeed, and trials not yet sampled), after
