@@ -66,7 +66,7 @@ def test_report_has_every_section_and_the_losses_of_logging_jsonl(reported) -> N
     for heading in headings:
         assert f"## {heading}" in md
     assert f"sha256 {record['recipe_sha256']}" in md and "| model | " + str(reported.fx.model) in md
-    assert f"| val_dataset | ['{reported.fx.val}'] |" in md  # the recipe's, not the gate's cache
+    assert f"| val_dataset | \\['{reported.fx.val}'\\] |" in md  # the recipe's, not the gate's cache (brackets escaped)
     assert "| rows read | kept | dropped |" in md and "| tuner_type | lora |" in md and "| lora_rank | 8 |" in md
     assert "| ms-swift | 4.6" in md and "| torch | " in md and "| status | succeeded (exit 0) |" in md
     assert "swift sft --model" in md and "--swanlab_mode local" in md
