@@ -10,6 +10,7 @@ import pytest
 from support.environment import SECRET
 from support.running import mhsft, write
 from support.swanlab_server import SwanLabCloud
+from support.waiting import scaled
 
 GOOD = "good-key-0123456789"
 
@@ -31,10 +32,12 @@ def cloud_recipe(workdir, url: str, extra: str = "") -> str:
     return "c.toml"
 
 
-def train(workdir, env, *args: str, key: str | None = GOOD, timeout: str = "5"):
+def train(workdir, env, *args: str, key: str | None = GOOD, timeout: str | None = None):
+    """`mhsft train` with a key; without `timeout`, the preflight's default bound (scaled in `env`)."""
     e = env | ({"SWANLAB_API_KEY": key} if key else {})
     started = time.monotonic()
-    result = mhsft("train", *args, "--preflight-timeout", timeout, env=e, cwd=workdir)
+    bound = ["--preflight-timeout", timeout] if timeout else []
+    result = mhsft("train", *args, *bound, env=e, cwd=workdir)
     return result, time.monotonic() - started
 
 
@@ -90,12 +93,12 @@ def test_failures_exit_3_fast_with_the_cause(workdir, env, fake_swift, cloud, ca
     elif case == "no key":
         key = None
     result, elapsed = train(
-        workdir, env, cloud_recipe(workdir, url), key=key, timeout="3" if case == "hanging" else "5"
+        workdir, env, cloud_recipe(workdir, url), key=key, timeout="3" if case == "hanging" else None
     )
     assert result.returncode == 3, result.stderr
     assert expected in result.stderr and "Fix:" in result.stderr
     assert "Traceback" not in result.stderr and SECRET not in result.stderr + result.stdout
-    assert elapsed < bound, f"{case} took {elapsed:.1f} s"
+    assert elapsed < scaled(bound), f"{case} took {elapsed:.1f} s"
     assert fake_swift.calls() == []
     assert not (workdir / ".mhsft").exists()
 
@@ -163,7 +166,20 @@ def test_a_stall_after_any_step_ends_within_the_timeout_and_says_so(
     assert result.returncode == 3, result.stderr
     assert "SwanLab preflight failed" in result.stderr and "Fix:" in result.stderr and step in result.stderr
     assert "Traceback" not in result.stderr
-    assert elapsed < 4 + 2, f"{behaviour}: {elapsed:.1f} s"  # the timeout, plus mhsft's own start-up (~0.3 s)
+    assert elapsed < 4 + scaled(2), f"{behaviour}: {elapsed:.1f} s"  # the timeout, plus mhsft's own start-up (~0.3 s)
+
+
+def test_the_default_bound_comes_from_mhsft_preflight_timeout(workdir, env, fake_swift, cloud) -> None:
+    cloud.behaviour, cloud.delay = "hang", 30
+    recipe = cloud_recipe(workdir, cloud.url)
+    keyed = env | {"SWANLAB_API_KEY": GOOD, "MHSFT_PREFLIGHT_TIMEOUT": "2"}
+    result = mhsft("preflight", recipe, env=keyed, cwd=workdir)
+    assert result.returncode == 3 and "did not answer within 2 s" in result.stderr, result.stderr
+    result = mhsft("preflight", recipe, "--preflight-timeout", "3", env=keyed, cwd=workdir)
+    assert result.returncode == 3 and "within 3 s" in result.stderr, result.stderr  # the option wins
+    result = mhsft("train", recipe, env=keyed | {"MHSFT_PREFLIGHT_TIMEOUT": "soon"}, cwd=workdir)
+    assert result.returncode == 2 and "MHSFT_PREFLIGHT_TIMEOUT" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and fake_swift.calls() == []
 
 
 def test_a_missing_key_says_which_env_files_were_searched(workdir, env, cloud) -> None:

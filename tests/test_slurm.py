@@ -169,7 +169,7 @@ def test_a_dead_swanlab_key_queues_nothing(workdir, env) -> None:
         local_recipe(workdir, "[slurm]\nnodes = 2", mode=f'cloud"\napi_host = "{cloud.url}')
         write(workdir / ".env", f"SWANLAB_API_KEY={SECRET}\n")
         before = job_ids()
-        result = mhsft("submit", "r.toml", "--preflight-timeout", "3", env=env, cwd=workdir)
+        result = mhsft("submit", "r.toml", env=env, cwd=workdir)  # the preflight's default bound, scaled
     finally:
         cloud.stop()
     assert result.returncode == 3 and "the API key was rejected" in result.stderr, result.stderr

@@ -126,7 +126,9 @@ TimeoutOpt = Annotated[
         min=0.1,
         metavar="SECONDS",
         callback=_finite,
-        help="Upper bound for the whole preflight (SwanLab checks and hub login, SDK imports included).",
+        envvar="MHSFT_PREFLIGHT_TIMEOUT",
+        help="Upper bound for the whole preflight (SwanLab checks and hub login, SDK imports included); "
+        "a slow login node can set its own default in MHSFT_PREFLIGHT_TIMEOUT.",
     ),
 ]
 

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from support.waiting import scaled
+
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 SECRET = "sk-test-SECRET-0123456789abcdef"  # a recognisable fake key; must never show up anywhere
@@ -29,6 +31,8 @@ def base_env(home: Path) -> dict[str, str]:
         "SWANLAB_API_HOST": CLOSED,
         "MODELSCOPE_ENDPOINT": CLOSED,
         "HF_ENDPOINT": CLOSED,
+        # the preflight's default bound, stretched with every other timeout on a loaded machine
+        "MHSFT_PREFLIGHT_TIMEOUT": f"{scaled(5.0):g}",
     }
     return env
 
