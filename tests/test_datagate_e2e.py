@@ -222,3 +222,22 @@ def test_one_or_two_processes_give_the_same_rows_and_the_same_key(tiny) -> None:
         shutil.rmtree(entry)  # the next count exports again
     assert found[1] == found[2]
     assert len(found[1][2]) == 2  # a train and a val arrow file, byte for byte the same
+
+
+def test_a_folder_of_data_files_trains_with_every_file_checked(tiny) -> None:
+    """A folder swift reads whole (two .jsonl files, one in a subfolder, a README.md aside) passes the gate with
+    every row of both files read, and real swift trains from it."""
+    rows = tiny.fx.train.read_text().splitlines(keepends=True)
+    folder = tiny.work / "folder-data"
+    write(folder / "a.jsonl", "".join(rows[:40]))
+    write(folder / "more" / "b.jsonl", "".join(rows[40:]))
+    write(folder / "README.md", "# my data\n")
+    sets = ["--set", "sft.dataset=['folder-data']", "--set", "sft.max_steps=2", "--set", "sft.save_steps=2"]
+    result = mhsft("train", "tiny", *sets, env=tiny.env, cwd=tiny.work, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = max(
+        (json.loads(p.read_text()) for p in (tiny.work / ".mhsft" / "runs").glob("*-sft-*.json")),
+        key=lambda r: r["started_at"],
+    )
+    assert record["status"] == "succeeded" and "--cached_dataset" in record["argv"]
+    assert record["extra"]["data_check"]["rows_read"] == 64 and record["extra"]["data_check"]["rows_kept"] == 64

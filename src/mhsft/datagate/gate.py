@@ -18,9 +18,19 @@ from typing import Any
 
 from mhsft import ui
 from mhsft.datagate.cache import damage, discard, seal, sweep, workspace
+from mhsft.datagate.folder import SPLIT_KEYS, read_files
 from mhsft.datagate.report import analyse, biggest_cause, dataset_names, sequences, shares, steps_per_epoch
 from mhsft.datagate.rows import FILE, load
-from mhsft.datagate.scan import MAX_LINE_BYTES, OTHER_SCHEMA, TOO_LONG_LINE, FileScan, refuse_special, scan, scannable
+from mhsft.datagate.scan import (
+    MAX_LINE_BYTES,
+    OTHER_SCHEMA,
+    TOO_LONG_LINE,
+    FileScan,
+    joined,
+    refuse_special,
+    scan,
+    scannable,
+)
 from mhsft.datagate.spec import CACHE_DIR, GateSpec, gate_spec, processes
 from mhsft.environment import Environment
 from mhsft.errors import DATA_CHECK, USAGE, MhsftError
@@ -47,24 +57,52 @@ def _local(entry: str) -> str:
     return entry.rsplit("#", 1)[0] if not os.path.exists(entry) else entry
 
 
+def _refuse_broken(found: FileScan) -> None:
+    """Refuse a file swift would fail on or misread as a whole."""
+    for cause, detail in found.fatal:
+        effect = EFFECTS.get(cause, "ms-swift would fail on the whole file. Fix or remove those lines")
+        raise MhsftError(
+            f"dataset {display(found.path)}: {detail.count} row(s) with {cause}"
+            f"{', the first ' + str(len(detail.examples)) if detail.count > len(detail.examples) else ''}: "
+            f"{'; '.join(detail.examples)}. {effect}.",
+            DATA_CHECK,
+        )
+
+
+def _folder_scan(folder: str, key: str) -> FileScan | None:
+    """The joined scan of the files swift reads from a dataset folder (None when they are not JSON): each file
+    scanned, and all with the same columns, since swift reads them as one table."""
+    scans = [scan(Path(name)) for name in read_files(folder, key) if scannable(name)]
+    for found in scans:
+        _refuse_broken(found)
+    if not scans:
+        return None
+    first = scans[0]
+    odd = next((found for found in scans if found.columns != first.columns), None)
+    if odd is not None:
+        raise MhsftError(
+            f"[sft] {key} {display(folder)} is a folder whose files have different columns "
+            f"({display(first.path)}: {', '.join(sorted(first.columns))}; {display(odd.path)}: "
+            f"{', '.join(sorted(odd.columns))}): ms-swift reads a folder as one table and fails on that. List the "
+            f"files in [sft] {key} one by one (each is read on its own), or give their rows the same keys.",
+            DATA_CHECK,
+        )
+    return joined(Path(folder), scans)
+
+
 def _scan_all(entries: list[tuple[str, str]]) -> dict[str, FileScan]:
-    """Scan every local .jsonl/.json dataset; stop at the first file swift would fail on or misread."""
+    """Scan every local .jsonl/.json dataset, and each such file of a dataset folder; stop at the first file
+    swift would fail on or misread."""
     scans = {}
-    for entry, _ in entries:
+    for entry, split in entries:
         path = _local(entry)
         refuse_special(path)
-        if not scannable(path):
-            continue
-        found = scan(Path(path))
-        for cause, detail in found.fatal:
-            effect = EFFECTS.get(cause, "ms-swift would fail on the whole file. Fix or remove those lines")
-            raise MhsftError(
-                f"dataset {display(path)}: {detail.count} row(s) with {cause}"
-                f"{', the first ' + str(len(detail.examples)) if detail.count > len(detail.examples) else ''}: "
-                f"{'; '.join(detail.examples)}. {effect}.",
-                DATA_CHECK,
-            )
-        scans[path] = found
+        found = _folder_scan(path, SPLIT_KEYS[split]) if os.path.isdir(path) else None
+        if scannable(path):
+            found = scan(Path(path))
+            _refuse_broken(found)
+        if found is not None:
+            scans[path] = found
     return scans
 
 
@@ -88,6 +126,15 @@ def _diagnose(log: Path, entries: list[tuple[str, str]], recipe: Recipe) -> Mhsf
             "tokenised: check that the model folder has its tokenizer files (tokenizer.json or vocab/merges, "
             f"tokenizer_config.json) or that the hub id is right. swift said: {last}",
             USAGE,
+        )
+    folders = [e for e, _ in entries if os.path.isdir(_local(e))]
+    if folders and "Couldn't cast" in text:
+        return MhsftError(
+            f"the files of dataset folder {display(_local(folders[0]))} do not share one schema (their rows' values "
+            "differ in type or in nested keys): ms-swift reads a folder as one table and fails on that. List the "
+            f"files in [sft] dataset one by one (each is read on its own), or make their rows alike. swift's log: "
+            f"{display(log)}",
+            DATA_CHECK,
         )
     hubs = [e for e, _ in entries if not os.path.exists(e.rsplit("#", 1)[0])]
     if hubs and any(w in text for w in ("Connection", "connect", "resolve", "offline", "not found", "NotExist")):

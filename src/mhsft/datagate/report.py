@@ -17,7 +17,6 @@ from typing import IO, Any
 from mhsft.datagate.rows import SPLITS, Split
 from mhsft.datagate.scan import EXAMPLES, Cause, FileScan
 from mhsft.datagate.spec import GateSpec
-from mhsft.paths import display
 
 REJECTED = "rejected by ms-swift's template"
 TOO_LONG = "longer than max_length"
@@ -93,7 +92,7 @@ def _match(found: FileScan, kept: Kept) -> tuple[Any, Any]:
 
 def _place(found: FileScan | None, line: int, index: int, entry: str) -> str:
     """Where a kept row is: `file:line` when its line is known, else its place among the kept rows."""
-    return f"{display(found.path)}:{line}" if found and line else f"row {index + 1} of {entry}"
+    return found.place(line) if found and line else f"row {index + 1} of {entry}"
 
 
 def _dataset(entry: str, split: str, found: FileScan | None, kept: Kept, spec: GateSpec) -> tuple[dict[str, Any], Any]:
@@ -106,13 +105,12 @@ def _dataset(entry: str, split: str, found: FileScan | None, kept: Kept, spec: G
     read = found.rows if found and not _SAMPLE.search(entry) else len(kept)
     if found is not None and read >= len(kept):
         line_of, lost = _match(found, kept)
-        where = display(found.path)
         if len(lost) == read - len(kept):  # every kept row found its line: name each dropped one
             for number in lost.tolist():
-                causes.setdefault(found.lines.get(number, REJECTED), Cause()).add(f"{where}:{number}")
+                causes.setdefault(found.lines.get(number, REJECTED), Cause()).add(found.place(number))
             problems = np.asarray(sorted(found.lines), dtype=np.uint64)
             for number in problems[np.isin(problems, line_of)].tolist():
-                warnings.setdefault(found.lines[number], Cause()).add(f"{where}:{number}")
+                warnings.setdefault(found.lines[number], Cause()).add(found.place(number))
         elif read > len(kept):
             causes[REJECTED] = Cause(read - len(kept))
     limit = spec.max_length

@@ -53,6 +53,7 @@ NOT_OBJECT = "not a JSON object"
 NO_USER = "no user turn"
 EMPTY_ANSWER = "empty answer"
 ENDS_WITH_USER = "ends with a user turn"  # the last turn is a question: there is no answer to learn from
+FILE_BITS = 40  # a folder's scan numbers line n of its i-th file i << FILE_BITS | n
 FATAL = (TOO_LONG_LINE, UNPARSEABLE, DUPLICATE_KEY, TOO_DEEP, OTHER_SCHEMA, NOT_OBJECT)
 
 
@@ -80,11 +81,18 @@ class FileScan:
     lines: dict[int, str] = field(default_factory=dict)  # the cause of each row with a problem
     numbers: array = field(default_factory=lambda: array("Q"))  # each row's line (item) number, in file order
     sigs: array = field(default_factory=lambda: array("Q"))  # each row's dialogue fingerprint (0: none)
+    columns: set[str] = field(default_factory=set)  # every row's keys: the columns swift's reader makes
+    parts: tuple[Path, ...] = ()  # a folder's files, when this scan joins theirs (see `joined`)
 
     def add(self, cause: str, line: int, detail: str = "") -> None:
         self.lines[line] = cause
-        place = f"{display(self.path)}:{line}" + (f" ({detail})" if detail else "")
-        self.causes.setdefault(cause, Cause()).add(place)
+        self.causes.setdefault(cause, Cause()).add(self.place(line) + (f" ({detail})" if detail else ""))
+
+    def place(self, number: int) -> str:
+        """`file:line` of a row number (a folder's: the file it is in)."""
+        if not self.parts:
+            return f"{display(self.path)}:{number}"
+        return f"{display(self.parts[number >> FILE_BITS])}:{number & ((1 << FILE_BITS) - 1)}"
 
     @property
     def fatal(self) -> list[tuple[str, Cause]]:
@@ -365,6 +373,7 @@ def scan(path: Path) -> FileScan:
             result.sigs.append(0)
             continue
         name = layout(row)
+        result.columns.update(row)
         result.sigs.append(signature(row, name))
         seen = kinds.get(name, 0)
         kinds[name] = seen + 1
@@ -388,6 +397,26 @@ def scan(path: Path) -> FileScan:
                 for number in firsts[name][: EXAMPLES - len(cause.examples)]:
                     cause.examples.append(f"{display(path)}:{number} ({name}; the file is {result.layout})")
     return result
+
+
+def joined(folder: Path, scans: list[FileScan]) -> FileScan:
+    """One scan of a folder's files, which swift reads as one table: rows in file order, numbered by file and
+    line (`FileScan.place` names them)."""
+    import numpy as np
+
+    out = FileScan(folder, layout=scans[0].layout, parts=tuple(s.path for s in scans))
+    for i, found in enumerate(scans):
+        high = np.uint64(i << FILE_BITS)
+        out.rows += found.rows
+        out.numbers.frombytes((np.frombuffer(found.numbers, dtype=np.uint64) | high).tobytes())
+        out.sigs.extend(found.sigs)
+        out.lines.update({number | i << FILE_BITS: cause for number, cause in found.lines.items()})
+        out.columns |= found.columns
+        for name, cause in found.causes.items():
+            into = out.causes.setdefault(name, Cause())
+            into.count += cause.count
+            into.examples += cause.examples[: EXAMPLES - len(into.examples)]
+    return out
 
 
 def signature(row: dict[str, Any], kind: str) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mhsft import ui
+from mhsft.datagate.folder import check_folders
 from mhsft.environment import Environment
 from mhsft.launch import ensure_inputs
 from mhsft.recipe.model import Recipe
@@ -37,13 +38,15 @@ def multi_node(child_env: dict[str, str]) -> bool:
 
 def offline_checks(recipe: Recipe, environment: Environment, cwd: Path) -> Plan:
     """Every check `train` makes that needs no network, GPU or swift (`mhsft validate`, `doctor RECIPE`): the plan
-    builds (no secret's value on swift's command line), local inputs exist, no SwanLab setting swanlab fails on."""
+    builds (no secret's value on swift's command line), local inputs exist (a dataset folder: one swift trains on
+    whole), no SwanLab setting swanlab fails on."""
     from mhsft.checks import FAIL
     from mhsft.errors import MhsftError
     from mhsft.preflight.swanlab import settings_pitfalls
 
     plan = train_plan(recipe, environment, cwd)
     ensure_inputs(plan)
+    check_folders(recipe.args["sft"], cwd)
     failed = [c for c in settings_pitfalls(environment, cwd) if c.status == FAIL]
     if failed:
         raise MhsftError(f"{failed[0].detail}. Fix: {failed[0].fix}.")
@@ -79,12 +82,14 @@ def checks_before_start(
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
     """Everything that must pass before swift starts, here (`mhsft train`) or on a cluster (`mhsft submit`).
 
-    Local inputs exist, then the SwanLab preflight (unless `check` is off), then the dataset gate (unless
-    `data_check` is off; shown in `log` when given; steps per epoch for `launch_env`, default the recipe's);
+    Local inputs exist (a dataset folder: one swift trains on whole), then the SwanLab preflight (unless `check`
+    is off), then the dataset gate (unless `data_check` is off; shown in `log` when given; steps per epoch for
+    `launch_env`, default the recipe's);
     a failure raises, so nothing starts and nothing is queued. Returns what the preflight found (user,
     workspace) and the gate's report (None when skipped).
     """
     ensure_inputs(plan)
+    check_folders(recipe.args["sft"], Path.cwd())
     found = run_preflight(recipe, environment, timeout, plan) if check else {}
     if not check:
         ui.warn(
