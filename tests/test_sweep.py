@@ -193,22 +193,38 @@ def test_tpe_with_a_seed_samples_the_same_trials_again(workdir: Path, env: dict,
 
 
 def sweep_report(workdir: Path, env: dict) -> Path:
-    """A two-trial sweep with the fake swift, and its report's folder."""
+    """A two-trial sweep with the fake swift, and its report's folder (2 prompts answered by each trial)."""
     local_recipe(workdir)
     result = mhsft("sweep", "r.toml", "--grid", "sft.lora_rank=[4,8]", "--metric", "last_loss", env=env, cwd=workdir)
     assert result.returncode == 0, result.stderr
+    for record in records(workdir):  # swift's args.json names the base model
+        (Path(record["run_dir"]) / "checkpoint-20" / "args.json").write_text(json.dumps({"model": "model"}))
+    write(workdir / "p.jsonl", "".join(f'{{"messages": [{{"role": "user", "content": "q{i}"}}]}}\n' for i in range(3)))
     sweep_id = show(workdir, env)["id"]
-    written = mhsft("report", "--sweep", sweep_id, env=env, cwd=workdir)
+    answering = env | {"FAKE_SWIFT_ANSWER": "by {adapters}"}
+    args = ("report", "--sweep", sweep_id, "--prompts", "p.jsonl", "--samples", "2")
+    written = mhsft(*args, env=answering, cwd=workdir)
     assert written.returncode == 0, written.stderr
+    write(workdir / "mine" / "notes.txt", "mine\n")
+    refused = mhsft(*args, "--out", "mine", env=answering, cwd=workdir)  # not empty, not a report's folder
+    assert refused.returncode == 2 and "--out mine is not empty (notes.txt)" in refused.stderr
+    assert "--overwrite" in refused.stderr and "Traceback" not in refused.stderr
+    assert sorted(p.name for p in (workdir / "mine").iterdir()) == ["notes.txt"]
     return workdir / ".mhsft" / "sweeps" / sweep_id / "report"
 
 
-def test_the_sweep_report_puts_the_trials_side_by_side(workdir: Path, env: dict, fake_swift) -> None:
+def test_the_sweep_report_puts_the_trials_and_their_answers_side_by_side(workdir: Path, env: dict, fake_swift) -> None:
     folder = sweep_report(workdir, env)
     markdown, page = (folder / "report.md").read_text(), (folder / "report.html").read_text()
     assert "| setting | 0 r4 (best) | 1 r8 |" in markdown and "| sft.lora_rank | 4 | 8 |" in markdown
-    assert "| last_loss | 1 | 1 |" in markdown and "![train loss of every trial](curves.png)" in markdown
+    assert "| last_loss | 1 | 1 |" in markdown and "![train loss of every run](curves.png)" in markdown
     assert page.count("<img ") == 1 and page.count("<table>") == 2 and (folder / "curves.png").is_file()
+    by_trial = {r["extra"]["sweep"]["trial"]: r for r in records(workdir) if r["command"] == "sft"}
+    tuned = [str(Path(by_trial[n]["run_dir"]) / "checkpoint-20") for n in (0, 1)]
+    calls = [c["argv"] for c in fake_swift.calls() if c["argv"][0] == "infer"]
+    assert [c[c.index("--adapters") + 1] for c in calls] == tuned  # one swift infer per trial, best first
+    assert "| # | prompt | reference | 0 r4 (best) | 1 r8 |" in markdown
+    assert f"| 2 | q1 | - | by {tuned[0]} | by {tuned[1]} |" in markdown and "| 3 |" not in markdown
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="the browser test needs /usr/bin/chromium")
@@ -216,3 +232,5 @@ def test_the_sweep_report_renders_in_chromium(workdir: Path, env: dict, fake_swi
     folder = sweep_report(workdir, env)
     dom = chromium(folder.joinpath("report.html").as_uri(), tmp_path / "profile", "--dump-dom")
     assert dom.count("<img ") == 1 and dom.count("<table>") == 2 and "0 r4 (best)" in dom and "1 r8" in dom
+    side = dom.split('<table class="side-by-side">', 1)[1].split("</table>", 1)[0]
+    assert side.count("<tr>") == 3  # the header and one row per prompt

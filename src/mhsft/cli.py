@@ -708,12 +708,23 @@ def board(
 @app.command(
     epilog="Examples:\n\n  mhsft report\n\n  mhsft report 20261123-101500-sft-ab12 --samples 10 --out reports/mh\n\n"
     "  mhsft report --prompts data/probe.jsonl --checkpoint best --swanlab\n\n"
-    "  mhsft report --sweep 20261201-093000-sweep-ab12"
+    "  mhsft report --sweep 20261201-093000-sweep-ab12\n\n"
+    "  mhsft report 20261123-101500-sft-ab12 20261124-091200-sft-cd34 --samples 3"
 )
 def report(
-    run: RunArg = None,
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[RUN]...",
+            help="Run id or unique prefix (default: the newest); two or more: one report comparing them.",
+            show_default=False,
+        ),
+    ] = None,
     samples: Annotated[
-        int, typer.Option("--samples", "-n", min=0, help="Held-out prompts answered by base and fine-tuned model.")
+        int,
+        typer.Option(
+            "--samples", "-n", min=0, help="Held-out prompts answered by base and fine-tuned (or by each run); 0: none."
+        ),
     ] = 5,
     out: Annotated[
         Path | None,
@@ -721,7 +732,7 @@ def report(
             "--out",
             "-o",
             show_default=False,
-            help="Folder for the report: new, empty or an earlier report's (default: RUN_DIR/report).",
+            help="Folder for the report: new, empty or an earlier report's (default: RUN_DIR/report, or the sweep's).",
         ),
     ] = None,
     overwrite: Annotated[
@@ -755,26 +766,26 @@ def report(
             "--sweep",
             metavar="ID",
             show_default=False,
-            help="One report comparing a sweep's trials instead: differing settings, metrics, overlaid curves.",
+            help="One report comparing a sweep's trials: differing settings, metrics, curves, sample answers.",
         ),
     ] = None,
     env_file: EnvFileOpt = None,
 ) -> None:
     """Write the experiment report of a training run (default: the newest): set-up, loss curves, checkpoints,
     base vs fine-tuned answers side by side (`swift infer` twice), exports; report.md and a self-contained
-    report.html."""
-    if sweep is not None:
-        if run is not None:
-            raise MhsftError(f"--sweep {sweep} reports on the sweep's trials: give either RUN or --sweep, not both.")
-        from mhsft.reporting.trials import sweep_report
-
-        raise typer.Exit(sweep_report(sweep, out, env_file))
-    from mhsft.reporting.command import report as write_report
-
+    report.html. With two or more runs or --sweep: one report comparing them (settings that differ, metrics side
+    by side, curves overlaid, each run's answers to the same prompts)."""
     options = {"samples": samples, "prompts": prompts, "checkpoint": checkpoint, "backend": backend}
     options |= {"max_new_tokens": max_new_tokens, "temperature": temperature, "swanlab": swanlab}
     options["overwrite"] = overwrite
-    raise typer.Exit(write_report(run, out, env_file, options))
+    runs = runs or []
+    if sweep is not None or len(runs) > 1:
+        from mhsft.reporting.trials import comparison_report
+
+        raise typer.Exit(comparison_report(runs, sweep, out, env_file, options))
+    from mhsft.reporting.command import report as write_report
+
+    raise typer.Exit(write_report(runs[0] if runs else None, out, env_file, options))
 
 
 @app.command(epilog="Examples:\n\n  mhsft selftest\n\n  mhsft selftest --workdir /tmp/mhsft-check --keep")

@@ -12,7 +12,7 @@ With $FAKE_SWIFT_SWANLAB=N, logging.jsonl holds N steps, and with --swanlab_mode
 the same losses (as swift's callback: its run id and log folder from the environment mhsft gives), one every
 $FAKE_SWIFT_STEP_S seconds; without it, --swanlab_mode local and $SWANLAB_LOG_DIR give an (empty) SwanLab run
 folder there. With $FAKE_SWIFT_ANSWER set, `infer --val_dataset IN --result_path OUT` writes each row of IN to
-OUT with that text as its `response`.
+OUT with that text as its `response` ({adapters} in it: the --adapters value, `none` without one).
   serve     a tiny OpenAI-like server on --port (GET /v1/models, /health), like `swift deploy`
   elastic   like torch elastic: start a trainer in a session of its own that ignores SIGTERM (its pid goes to
             $FAKE_SWIFT_LOG.trainer-<SLURM_RESTART_COUNT>), then wait; SIGTERM ends swift at once, trainer left
@@ -134,7 +134,7 @@ def main():
         if argv[:1] == ["sft"]:
             lay_out_training(argv)
         if argv[:1] == ["infer"] and "FAKE_SWIFT_ANSWER" in os.environ:
-            answer(argv, os.environ["FAKE_SWIFT_ANSWER"])
+            answer(argv, os.environ["FAKE_SWIFT_ANSWER"].replace("{adapters}", option(argv, "--adapters", "none")))
         sys.exit(int(mode.split(":")[1]))
     if mode == "train":
         lay_out_training(argv)

@@ -58,19 +58,12 @@ def compare_models(
         return sections.comparison(None, "No side-by-side: --samples 0.", "", "")
     files, source = samples.prompt_files(record, checkpoints.run_dir_of(record), options["prompts"])
     checkpoint = checkpoints.resolve(options["checkpoint"], Path.cwd(), record)
-    recipe = run_recipe(record, environment)
-    target = Target(environment, recipe, checkpoint, record)
-    configured = target.defaults("infer")
-    max_new = options["max_new_tokens"] or (None if "max_new_tokens" in configured else 256)
-    found = samples.side_by_side(
-        target, out, files, options["samples"], options["backend"], max_new, options["temperature"]
+    target = Target(environment, run_recipe(record, environment), checkpoint, record)
+    settings, said = samples.generation(target, options)
+    found = samples.side_by_side(target, out, files, options["samples"], settings)
+    return sections.comparison(
+        found, "", source, f"checkpoint {checkpoint.name} vs the base model, both through {said}"
     )
-    backend = options["backend"] or configured.get("infer_backend") or "transformers"
-    settings = (
-        f"checkpoint {checkpoint.name} vs the base model, both through `swift infer` (backend {backend}, "
-        f"max_new_tokens {max_new or configured['max_new_tokens']}, temperature {options['temperature']:g})"
-    )
-    return sections.comparison(found, "", source, settings)
 
 
 def own_folder(dest: Path, given: bool, overwrite: bool) -> None:
@@ -114,12 +107,7 @@ def report(run_id: str | None, out: Path | None, env_file: Path | None, options:
         *sections.artifacts(record, store.load_all(cwd), folder),
         *sections.appendix(record, info),
     ]
-    markdown = environment.redact(ui.clean(document.markdown(blocks)))
-    page = environment.redact(ui.clean(document.to_html(blocks, f"mhsft report {record.id}")))
-    for picture in pictures:
-        (dest / picture.name).write_bytes(picture.png)
-    (dest / "report.md").write_text(markdown, encoding="utf-8")
-    (dest / "report.html").write_text(page, encoding="utf-8")
+    markdown = document.write(dest, blocks, f"mhsft report {record.id}", environment.redact)
     ui.info(f"report: {dest / 'report.md'} and {dest / 'report.html'} ({time.monotonic() - started:.1f} s)")
     if options["swanlab"]:
         from mhsft.reporting.to_swanlab import log_report

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mhsft import ui
 from mhsft.errors import MhsftError
 
 
@@ -129,3 +131,15 @@ def make_folder(dest: Path) -> None:
         raise MhsftError(
             f"--out {dest}: cannot create the folder ({exc.strerror or exc}). Give a writable one."
         ) from None
+
+
+def write(dest: Path, blocks: list[Block], title: str, redact: Callable[[str], str]) -> str:
+    """report.md with its images beside it and report.html in `dest`, secrets masked; the Markdown."""
+    markdown_text = redact(ui.clean(markdown(blocks)))
+    page = redact(ui.clean(to_html(blocks, title)))
+    for block in blocks:
+        if isinstance(block, Image):
+            (dest / block.name).write_bytes(block.png)
+    (dest / "report.md").write_text(markdown_text, encoding="utf-8")
+    (dest / "report.html").write_text(page, encoding="utf-8")
+    return markdown_text

@@ -49,7 +49,7 @@ def prompt_files(record: RunRecord, run_dir: Path | None, prompts: Path | None) 
     raise MhsftError(
         f"run {record.id} has no held-out prompts for the side-by-side: its recipe has no local val_dataset and "
         "no rows were split off (split_dataset_ratio). Pass --prompts FILE (a jsonl file in a format swift reads, "
-        'e.g. one {"messages": [...]} per line).'
+        'e.g. one {"messages": [...]} per line), or --samples 0 for a report without answers.'
     )
 
 
@@ -80,49 +80,78 @@ def _prompt(row: dict[str, Any]) -> str:
     return str(users[-1]) if users else ""
 
 
-def side_by_side(
-    target: Target,
-    out: Path,
-    files: list[Path],
-    n: int,
-    backend: str | None,
-    max_new_tokens: int | None,
-    temperature: float,
-) -> list[Sample]:
-    """Run `swift infer` on the prompts with the adapter and without it; pair the answers row by row."""
-    from mhsft.trained.infer import batch
+def generation(target: Target, options: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The generation settings every answer in a report gets (the options, else the recipe's [infer], else
+    max_new_tokens 256), and how to say them."""
+    configured = target.defaults("infer")
+    max_new = options["max_new_tokens"] or configured.get("max_new_tokens") or 256
+    backend = options["backend"] or configured.get("infer_backend") or "transformers"
+    said = f"`swift infer` (backend {backend}, max_new_tokens {max_new}, temperature {options['temperature']:g})"
+    return {"backend": options["backend"], "max_new_tokens": max_new, "temperature": options["temperature"]}, said
 
-    written = {(out / name).resolve() for name in WRITTEN}
-    if clash := next((f for f in files if f.resolve() in written), None):
+
+def _prompts(files: list[Path], out: Path, written: list[str], n: int) -> tuple[Path, int]:
+    """out/prompts.jsonl with the first `n` rows of `files`, and how many. A prompts file among the report's
+    own outputs (`written`) would be cut to the rows used: refused."""
+    own = {(out / name).resolve() for name in written}
+    if clash := next((f for f in files if f.resolve() in own), None):
         raise MhsftError(
             f"the prompts file {clash} is one the report writes in {out}: it would be replaced by the "
             f"{n} row(s) used. Give another --out, or move the file."
         )
     prompts = out / "prompts.jsonl"
-    count = take(files, n, prompts)
-    answered = {}
-    for name, adapter in (("base", False), ("finetuned", True)):  # base first: it checks args.json
-        result = out / f"infer-{name}.jsonl"
-        result.unlink(missing_ok=True)
-        with open(out / f"infer-{name}.log", "w", encoding="utf-8") as log:
-            code = batch(
-                target,
-                prompts,
-                result,
-                log,
-                backend=backend,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                adapter=adapter,
-            )
-        if code != 0:
-            raise MhsftError(
-                f"swift infer ({name}) failed with exit {code}; its output is in {out / f'infer-{name}.log'}."
-            )
-        answered[name] = results(result)
-        if len(answered[name]) != count:
-            raise MhsftError(f"swift infer ({name}) answered {len(answered[name])} of {count} prompts; see {result}.")
+    return prompts, take(files, n, prompts)
+
+
+def answer_all(
+    target: Target, prompts: Path, count: int, out: Path, name: str, adapter: bool, settings: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One `swift infer` of `prompts` into out/infer-NAME.jsonl (its output in infer-NAME.log); its rows."""
+    from mhsft.trained.infer import batch
+
+    result = out / f"infer-{name}.jsonl"
+    result.unlink(missing_ok=True)
+    with open(out / f"infer-{name}.log", "w", encoding="utf-8") as log:
+        code = batch(target, prompts, result, log, adapter=adapter, **settings)
+    if code != 0:
+        raise MhsftError(f"swift infer ({name}) failed with exit {code}; its output is in {out / f'infer-{name}.log'}.")
+    rows = results(result)
+    if len(rows) != count:
+        raise MhsftError(f"swift infer ({name}) answered {len(rows)} of {count} prompts; see {result}.")
+    return rows
+
+
+def side_by_side(target: Target, out: Path, files: list[Path], n: int, settings: dict[str, Any]) -> list[Sample]:
+    """Run `swift infer` on the prompts without the adapter and with it (same `settings`: backend,
+    max_new_tokens, temperature); pair the answers row by row."""
+    prompts, count = _prompts(files, out, list(WRITTEN), n)
+    base = answer_all(target, prompts, count, out, "base", False, settings)  # base first: it checks args.json
+    tuned = answer_all(target, prompts, count, out, "finetuned", True, settings)
     return [
         Sample(_prompt(t), str(t.get("labels") or ""), str(b.get("response", "")), str(t.get("response", "")))
-        for t, b in zip(answered["finetuned"], answered["base"], strict=True)
+        for t, b in zip(tuned, base, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The same prompts answered by several runs: prompts, references, and one list of answers per run."""
+
+    prompts: list[str]
+    references: list[str]
+    answers: list[list[str]]
+
+
+def each_run(
+    targets: list[tuple[str, Target]], out: Path, files: list[Path], n: int, settings: dict[str, Any]
+) -> Answers:
+    """One `swift infer` per (name, target) with its adapter, all on the same prompts and `settings`."""
+    written = ["prompts.jsonl", *(f"infer-{name}.{x}" for name, _ in targets for x in ("jsonl", "log"))]
+    prompts, count = _prompts(files, out, written, n)
+    answered = [answer_all(target, prompts, count, out, name, True, settings) for name, target in targets]
+    first = answered[0]
+    return Answers(
+        [_prompt(r) for r in first],
+        [str(r.get("labels") or "") for r in first],
+        [[str(r.get("response", "")) for r in rows] for rows in answered],
+    )
