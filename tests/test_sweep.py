@@ -192,6 +192,27 @@ def test_tpe_with_a_seed_samples_the_same_trials_again(workdir: Path, env: dict,
         assert 1e-5 <= sampled["sft.learning_rate"] <= 1e-3 and sampled["sft.lora_rank"] in (4, 8, 16)
 
 
+def test_sweep_show_lists_the_mhsft_eval_scores_of_the_trials_evaluated(workdir: Path, env: dict, fake_swift) -> None:
+    local_recipe(workdir)
+    result = mhsft("sweep", "r.toml", "--grid", "sft.lora_rank=[4,8]", "--metric", "last_loss", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    (path,) = [p for p in (workdir / ".mhsft" / "runs").glob("*.json") if '"trial": 1' in p.read_text()]
+    record = json.loads(path.read_text())
+    row = {"benchmark": "general_qa", "metric": "rouge-l-recall", "base": 0.125, "finetuned": 0.4375,
+           "delta": 0.3125, "samples": 8, "metrics": {}}  # fmt: skip
+    record["extra"]["eval"] = {"evaluated_at": "2026-12-01T10:00:00", "benchmarks": [row]}  # as mhsft eval writes
+    path.write_text(json.dumps(record))
+    assert [t["scores"] for t in show(workdir, env)["trials"]] == [{}, {"general_qa": 0.4375}]
+    table = mhsft("sweep", "show", env=env | {"COLUMNS": "250"}, cwd=workdir).stdout
+    header = next(line for line in table.splitlines() if "trial" in line and "status" in line)
+    assert [c.strip() for c in header.split("┃")][-3:-1] == ["eval general_qa", "run"]
+    body = [[c.strip() for c in line.split("│")][1:-1] for line in table.splitlines() if line.startswith("│")]
+    assert [(cells[1], cells[-2], cells[-1]) for cells in body] == [
+        ("0", "-", show(workdir, env)["trials"][0]["run"]),
+        ("1", "0.4375", record["id"]),
+    ]
+
+
 def sweep_report(workdir: Path, env: dict) -> Path:
     """A two-trial sweep with the fake swift, and its report's folder (2 prompts answered by each trial)."""
     local_recipe(workdir)

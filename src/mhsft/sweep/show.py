@@ -1,5 +1,5 @@
-"""`mhsft sweep show [ID]`: the trials in one table sorted by the metric, the best marked, every trial's
-eval-loss curve in one plot, and the next command for the best trial."""
+"""`mhsft sweep show [ID]`: the trials in one table sorted by the metric (with the `mhsft eval` scores of those
+evaluated), the best marked, every trial's eval-loss curve in one plot, and the next command for the best trial."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mhsft import ui
+from mhsft.runs.records import RunRecord
 from mhsft.sweep import store, trials
 from mhsft.sweep.space import number_text, short
 
@@ -35,6 +36,7 @@ def rows(sweep: store.Sweep, cwd: Path) -> list[dict[str, Any]]:
                 "duration_s": record.duration_s if record else None,
                 "metric": trials.metric(record, sweep.metric),
                 "metrics": metrics,
+                "scores": scores(record),
                 "eval_curve": logged.eval,
                 "train_curve": logged.train,
             }
@@ -46,15 +48,22 @@ def rows(sweep: store.Sweep, cwd: Path) -> list[dict[str, Any]]:
     return out
 
 
+def scores(record: RunRecord | None) -> dict[str, float]:
+    """The fine-tuned scores `mhsft eval` recorded for a trial's run (`extra.eval`), by benchmark."""
+    found = (record.extra.get("eval") or {}).get("benchmarks", []) if record else []
+    return {row["benchmark"]: row["finetuned"] for row in found if row.get("finetuned") is not None}
+
+
 def _figure(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _cells(sweep: store.Sweep, row: dict[str, Any], keys: list[str], extra: list[str]) -> list[str]:
+def _cells(row: dict[str, Any], keys: list[str], extra: list[str], benchmarks: list[str]) -> list[str]:
     duration = f"{row['duration_s']:.0f} s" if row["duration_s"] is not None else "-"
     metrics = [_figure(row["metrics"].get(k)) for k in [*LOSSES, *extra]]
+    metrics += [_figure(row["scores"].get(k)) for k in benchmarks]
     values = [number_text(row["values"][k]) if k in row["values"] else "-" for k in keys]
     return [
         "best" if row["best"] else "",
@@ -83,13 +92,15 @@ def show(cwd: Path, sweep_id: str | None, as_json: bool = False) -> int:
         return 0
     keys = list(dict.fromkeys(k for t in sweep.trials for k in t.values))
     extra = sorted({k for r in found for k in r["metrics"] if k not in LOSSES} - set(SPEEDS))
-    columns = ["", "trial", *(short(k) for k in keys), "status", "duration", *LOSSES, *extra, "run"]
+    benchmarks = list(dict.fromkeys(k for r in found for k in r["scores"]))
+    columns = ["", "trial", *(short(k) for k in keys), "status", "duration", *LOSSES, *extra]
+    columns += [*(f"eval {k}" for k in benchmarks), "run"]
     title = (
         f"sweep {sweep.id}: {sweep.method}, {len(sweep.trials)} of {sweep.planned} trial(s), {sweep.status}; "
         f"sorted by {sweep.metric} ({sweep.direction})"
     )
     styles = {"succeeded": "green", "failed": "bold red", "interrupted": "yellow", "best": "bold green"}
-    ui.table(title, columns, [_cells(sweep, r, keys, extra) for r in found], styles)
+    ui.table(title, columns, [_cells(r, keys, extra, benchmarks) for r in found], styles)
     from mhsft.view.curve import draw_many
 
     kind = "eval loss" if any(r["eval_curve"] for r in found) else "train loss"
