@@ -63,3 +63,25 @@ def test_an_array_task_per_trial_a_cancelled_task_and_resume(workdir: Path, env:
     assert trial_records(workdir)[1]["status"] == "succeeded"
     assert len(fake_swift.calls()) == 4  # trials 0, 1, 2, then 1 again
     assert json.loads(mhsft("sweep", "show", "--json", env=env, cwd=workdir).stdout)["status"] == "finished"
+
+
+def test_submit_sweep_is_the_same_job_array_as_sweep_slurm(workdir: Path, env: dict, fake_swift) -> None:
+    local_recipe(workdir, "\n[slurm]\ncpus_per_task = 1\n[sweep.grid]\nsft.lora_rank = [4, 8]\n")
+    refused = mhsft("submit", "r.toml", "--sweep", "--nodes", "2", env=env, cwd=workdir)
+    assert refused.returncode == 2 and "--nodes 2 with --sweep" in refused.stderr and "Traceback" not in refused.stderr
+    planned = mhsft("submit", "r.toml", "--sweep", "--metric", "last_loss", "--dry-run", env=env, cwd=workdir)
+    same = mhsft("sweep", "r.toml", "--slurm", "--metric", "last_loss", "--dry-run", env=env, cwd=workdir)
+    assert planned.returncode == 0 and (planned.stdout, planned.stderr) == (same.stdout, same.stderr)
+    assert fake_swift.calls() == [] and not (workdir / ".mhsft").exists()
+    result = mhsft("submit", "r.toml", "--sweep", "--metric", "last_loss", "--parallel", "2", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    (folder,) = (workdir / ".mhsft" / "sweeps").iterdir()
+    sweep = json.loads((folder / "sweep.json").read_text())
+    (job_id,) = sweep["jobs"]
+    assert "#SBATCH --array=0-1%2" in (folder / "array-0.sbatch").read_text()
+    wait_until(lambda: array_over(job_id), TIMEOUT, "the job array to end")
+    runs = trial_records(workdir)
+    assert {n: (r["status"], r["extra"]["sweep"]["values"]) for n, r in runs.items()} == {
+        0: ("succeeded", {"sft.lora_rank": 4}),
+        1: ("succeeded", {"sft.lora_rank": 8}),
+    }

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mhsft.environment import Environment
     from mhsft.recipe.model import Recipe
     from mhsft.runs.records import RunRecord
+    from mhsft.sweep.settings import Options
 
 with startup.deferred_imports("subprocess", "shutil:get_terminal_size"), startup.gc_paused():  # see mhsft.startup
     import typer
@@ -226,9 +227,63 @@ def _after_training(recipe: "Recipe", environment: "Environment") -> "Callable[[
     return after_training(recipe, environment)
 
 
+GridOpt = Annotated[
+    list[str],
+    typer.Option("--grid", "-g", metavar="S.K=[V,...]", help="Values of one key; every combination is a trial."),
+]
+ZipOpt = Annotated[
+    list[str],
+    typer.Option("--zip", metavar="S.K=[V,...]", help="Lists that move together (same length), e.g. paired values."),
+]
+RangeOpt = Annotated[
+    list[str],
+    typer.Option("--range", metavar="S.K=LOW..HIGH[:log]", help="An interval to sample (--method random|tpe)."),
+]
+MethodOpt = Annotated[
+    str | None, typer.Option("--method", metavar="grid|random|tpe", help="Default: grid.", show_default=False)
+]
+TrialsOpt = Annotated[
+    int | None, typer.Option("--trials", "-n", min=1, help="Trials to sample (random, tpe).", show_default=False)
+]
+MetricOpt = Annotated[
+    str | None,
+    typer.Option("--metric", help="What picks the best, from logging.jsonl (default eval_loss).", show_default=False),
+]
+DirectionOpt = Annotated[str | None, typer.Option("--direction", metavar="minimize|maximize", show_default=False)]
+ParallelOpt = Annotated[
+    int | None,
+    typer.Option("--parallel", "-k", min=1, help="Trials at once, on disjoint \\[launch] gpus.", show_default=False),
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, help="Sampler seed (default 0).", show_default=False)]
+
+
+def _sweep(
+    recipe: str, set_: list[str], env_file: Path | None, options: "Options", dry_run: bool, slurm: bool, checks: tuple
+) -> None:
+    """`mhsft sweep RECIPE` and `mhsft submit RECIPE --sweep` (slurm): one code path. `checks`: (no_preflight,
+    no_data_check, preflight_timeout)."""
+    from mhsft.sweep.command import start
+
+    no_preflight, no_data_check, preflight_timeout = checks
+    raise typer.Exit(
+        start(
+            recipe,
+            set_,
+            env_file,
+            options,
+            dry_run=dry_run,
+            check=not no_preflight,
+            timeout=preflight_timeout,
+            data_check=not no_data_check,
+            slurm=slurm,
+        )
+    )
+
+
 @app.command(
     epilog="Examples:\n\n  mhsft submit recipes/qwen32b-2x8.toml --dry-run\n\n  mhsft submit my.toml --nodes 4\n\n"
-    "  mhsft submit my.toml --set slurm.partition=a100 --set slurm.time=12:00:00"
+    "  mhsft submit my.toml --set slurm.partition=a100 --set slurm.time=12:00:00\n\n"
+    "  mhsft submit my.toml --sweep --grid sft.learning_rate=[1e-4,2e-4] --parallel 2"
 )
 def submit(
     recipe: RecipeArg,
@@ -243,10 +298,35 @@ def submit(
     no_preflight: NoPreflightOpt = False,
     no_data_check: NoDataCheckOpt = False,
     preflight_timeout: TimeoutOpt = 5.0,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Queue a grid sweep (\\[sweep], or --grid/--zip) as one job array, as `mhsft sweep --slurm`.",
+        ),
+    ] = False,
+    grid: GridOpt = [],  # noqa: B006
+    zip_: ZipOpt = [],  # noqa: B006
+    metric: MetricOpt = None,
+    direction: DirectionOpt = None,
+    parallel: Annotated[
+        int | None, typer.Option("--parallel", "-k", min=1, help="Array tasks at once (--sweep).", show_default=False)
+    ] = None,
 ) -> None:
     """Train on a Slurm cluster: check here, then queue one node runner per node (`sbatch`) and record the run.
+    With --sweep (or --grid/--zip): every trial checked here, then one job array, a trial per task.
 
     Each node reads .env from the (shared) working directory itself: no secret passes through Slurm."""
+    if sweep or grid or zip_:
+        if nodes is not None:
+            raise MhsftError(
+                f"--nodes {nodes} with --sweep: each array task trains one trial on one node ([slurm] nodes = 1). "
+                "Drop --nodes."
+            )
+        from mhsft.sweep.settings import Options
+
+        options = Options(grid, zip_, metric=metric, direction=direction, parallel=parallel)
+        _sweep(recipe, set_, env_file, options, dry_run, True, (no_preflight, no_data_check, preflight_timeout))
     from mhsft.slurm.submit import submit as run_submit
 
     raise typer.Exit(
@@ -872,44 +952,15 @@ def data_check(
 )
 def sweep_run(
     recipe: RecipeArg,
-    grid: Annotated[
-        list[str],
-        typer.Option("--grid", "-g", metavar="S.K=[V,...]", help="Values of one key; every combination is a trial."),
-    ] = [],  # noqa: B006
-    zip_: Annotated[
-        list[str],
-        typer.Option(
-            "--zip", metavar="S.K=[V,...]", help="Lists that move together (same length), e.g. paired values."
-        ),
-    ] = [],  # noqa: B006
-    range_: Annotated[
-        list[str],
-        typer.Option("--range", metavar="S.K=LOW..HIGH[:log]", help="An interval to sample (--method random|tpe)."),
-    ] = [],  # noqa: B006
-    method: Annotated[
-        str | None, typer.Option("--method", metavar="grid|random|tpe", help="Default: grid.", show_default=False)
-    ] = None,
-    trials: Annotated[
-        int | None, typer.Option("--trials", "-n", min=1, help="Trials to sample (random, tpe).", show_default=False)
-    ] = None,
-    metric: Annotated[
-        str | None,
-        typer.Option(
-            "--metric", help="What picks the best, from logging.jsonl (default eval_loss).", show_default=False
-        ),
-    ] = None,
-    direction: Annotated[
-        str | None, typer.Option("--direction", metavar="minimize|maximize", show_default=False)
-    ] = None,
-    parallel: Annotated[
-        int | None,
-        typer.Option(
-            "--parallel", "-k", min=1, help="Trials at once, on disjoint \\[launch] gpus.", show_default=False
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", min=0, help="Sampler seed (default 0).", show_default=False)
-    ] = None,
+    grid: GridOpt = [],  # noqa: B006
+    zip_: ZipOpt = [],  # noqa: B006
+    range_: RangeOpt = [],  # noqa: B006
+    method: MethodOpt = None,
+    trials: TrialsOpt = None,
+    metric: MetricOpt = None,
+    direction: DirectionOpt = None,
+    parallel: ParallelOpt = None,
+    seed: SeedOpt = None,
     set_: SetOpt = [],  # noqa: B006
     env_file: EnvFileOpt = None,
     dry_run: Annotated[
@@ -925,23 +976,10 @@ def sweep_run(
 ) -> None:
     """Run the trials of a sweep (\\[sweep] in the recipe, or --grid/--zip/--range): every value, SwanLab and each
     distinct dataset are checked before the first trial; each trial is a normal recorded run."""
-    from mhsft.sweep.command import start
     from mhsft.sweep.settings import Options
 
     options = Options(grid, zip_, range_, method, trials, metric, direction, parallel, seed)
-    raise typer.Exit(
-        start(
-            recipe,
-            set_,
-            env_file,
-            options,
-            dry_run=dry_run,
-            check=not no_preflight,
-            timeout=preflight_timeout,
-            data_check=not no_data_check,
-            slurm=slurm,
-        )
-    )
+    _sweep(recipe, set_, env_file, options, dry_run, slurm, (no_preflight, no_data_check, preflight_timeout))
 
 
 @sweep_app.command("show", epilog="Examples:\n\n  mhsft sweep show\n\n  mhsft sweep show 20261201-093000 --json")
