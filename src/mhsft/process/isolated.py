@@ -4,7 +4,8 @@ A thread cannot be stopped: a SwanLab or hub SDK call that stalls (a trickled or
 never returns) kept the preflight waiting, and the SDK's output muting, applied to the whole process while
 that thread was inside it, swallowed the error message. The child runs `module:function(args, emit)`, which
 reports each step and check as a JSON line on the child's own stdout (the SDKs' output goes to a scratch
-file); the parent kills the child's whole process group at the deadline and names the step that stalled.
+file); the parent kills the child's whole process group at the deadline (or, with `idle`, once the child has
+been silent that long) and names the step that stalled. Other kinds of line go to the caller's `listen`.
 Secrets travel in the payload on stdin, never on the command line.
 """
 
@@ -41,24 +42,48 @@ class Outcome:
     stopped: bool = False
     exit_code: int | None = None
     stderr_tail: str = ""
+    heard: float = field(default_factory=time.monotonic)  # when the child last reported anything
 
 
-def _read(stream: Any, outcome: Outcome) -> None:
+def _read(stream: Any, outcome: Outcome, listen: Emit | None) -> None:
     for raw in stream:
         try:
             kind, value = json.loads(raw)
         except (ValueError, TypeError):
             continue
+        outcome.heard = time.monotonic()
         if kind == "check":
             outcome.checks.append(Check(**value))
         elif kind == "facts":
             outcome.facts |= value
         elif kind == "step":
             outcome.step = value
+        elif listen is not None:
+            listen(kind, value)
 
 
-def run(target: str, args: Mapping[str, Any], timeout: float, env: Mapping[str, str]) -> Outcome:
-    """Run `target` ("module:function") in a child given `env`; kill it `timeout` seconds from now."""
+def _wait(proc: subprocess.Popen[str], deadline: float, outcome: Outcome, idle: float | None) -> int | None:
+    """The child's exit code, or None once the deadline passed or the child was silent for `idle` seconds."""
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return proc.wait(max(0.0, min(left, 1.0) if idle else left))
+        except subprocess.TimeoutExpired:
+            if left <= 1.0 or not idle or time.monotonic() - outcome.heard > idle:
+                return None
+
+
+def run(
+    target: str,
+    args: Mapping[str, Any],
+    timeout: float,
+    env: Mapping[str, str],
+    *,
+    listen: Emit | None = None,
+    idle: float | None = None,
+) -> Outcome:
+    """Run `target` ("module:function") in a child given `env`; kill it `timeout` seconds from now, or when it
+    has reported nothing for `idle` seconds. Lines other than checks, facts and steps go to `listen`."""
     deadline = time.monotonic() + timeout
     outcome = Outcome()
     payload = json.dumps({"target": target, "args": dict(args), "deadline_s": max(0.1, timeout - KILL_GRACE_S)})
@@ -72,14 +97,13 @@ def run(target: str, args: Mapping[str, Any], timeout: float, env: Mapping[str, 
             start_new_session=True,
             text=True,
         )
-        reader = threading.Thread(target=_read, args=(proc.stdout, outcome), daemon=True)
+        reader = threading.Thread(target=_read, args=(proc.stdout, outcome, listen), daemon=True)
         reader.start()
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.write(payload)  # type: ignore[union-attr]
             proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            outcome.exit_code = proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        outcome.exit_code = _wait(proc, deadline, outcome, idle)
+        if outcome.exit_code is None:
             outcome.stopped = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -11,6 +11,7 @@ from typing import Any
 from mhsft.paths import absolute
 
 SLURM_OUTPUT_DEFAULT = ".mhsft/slurm/%x-%j.out"
+DOWNLOAD_DIR_DEFAULT = ".mhsft/hub-cache"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class SlurmSettings:
     output: str = SLURM_OUTPUT_DEFAULT
     requeue: bool = False
     offline_nodes: bool = False  # the nodes have no internet: SwanLab tracks locally there, uploaded from here
+    download_dir: str = DOWNLOAD_DIR_DEFAULT  # with offline_nodes, where hub models are downloaded before the queue
     sbatch_args: tuple[str, ...] = ()
 
 

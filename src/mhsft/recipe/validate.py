@@ -85,6 +85,7 @@ SLURM_KEYS = {
     "requeue": "bool",
     "sbatch_args": "list",
     "offline_nodes": "bool",
+    "download_dir": "path",
 }
 SLURM_PATTERNS = re.compile(r"%(?![jxuA%])")  # Slurm filename patterns mhsft cannot resolve to find the log
 RESERVED_ENV = {var: f"[launch] {key}" for key, (_, var) in LAUNCH_KEYS.items()} | {
@@ -376,6 +377,11 @@ def _slurm_value(kind: str, value: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise error(where, f'expected a string such as "64G" or "24:00:00", got {type_name(value)}.')
         return str(value).strip() or None
+    elif kind == "path":
+        if not isinstance(value, str) or not value.strip():
+            shown_as = "an empty string" if isinstance(value, str) else type_name(value)
+            raise error(where, f'expected a folder as a string, e.g. "/shared/models", got {shown_as}.')
+        items = [value.strip()]
     else:
         items = [check_value(kind, False, (), value, where)]
         if kind == "int" and value < 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from mhsft.recipe.hubs import OFFLINE_ENV
 from mhsft.recipe.model import SlurmSettings
 
 NODE_RUNNER = "mhsft.slurm.node"
@@ -39,8 +40,10 @@ def directives(settings: SlurmSettings, cwd: Path) -> list[str]:
 def batch_script(settings: SlurmSettings, run_id: str, python: str, cwd: Path, recipe: str, swift: str) -> str:
     """The whole script: one `srun` task per node, each `python -m mhsft.slurm.node RUN_ID`.
 
-    `swift` (the plan's shell line) is shown in a comment: what each node's runner starts.
+    `swift` (the plan's shell line) is shown in a comment: what each node's runner starts. With offline nodes
+    the script exports the hubs' offline settings first (everything the run needs was downloaded before).
     """
+    offline = [f"export {k}={v}" for k, v in OFFLINE_ENV.items()] if settings.offline_nodes else []
     runner = ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=1", "--label", python, "-m", NODE_RUNNER, run_id]
     return "\n".join(
         [
@@ -52,6 +55,7 @@ def batch_script(settings: SlurmSettings, run_id: str, python: str, cwd: Path, r
             "# Each node's runner sets NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT and NPROC_PER_NODE from Slurm,",
             "# then runs:",
             *(f"#   {line}" for line in swift.splitlines()),
+            *offline,
             "exec " + " ".join(map(shlex.quote, runner)),
             "",
         ]

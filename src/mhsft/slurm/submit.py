@@ -26,7 +26,7 @@ from mhsft.recipe.plan import Plan, train_plan
 from mhsft.runs import status, store
 from mhsft.runs.records import RunRecord, new_record, version_dirs
 from mhsft.runs.slurm_part import SlurmPart
-from mhsft.slurm import script
+from mhsft.slurm import download, script
 from mhsft.sync import follower
 from mhsft.train.before_start import GATE_LINE, checks_before_start, new_swanlab_run_id
 from mhsft.view.links import for_record
@@ -123,9 +123,14 @@ def submit(
     environment = environment_for(env_file)
     recipe = load_recipe(ref, [*overrides, *([f"slurm.nodes={nodes}"] if nodes else [])], environment)
     settings = _settings(recipe)
-    nodes_run = node_recipe(recipe, settings)
+    downloads = download.planned(recipe, settings, environment, cwd)
+    download.hub_datasets_need_the_gate(recipe, settings, cwd, data_check)
+    local = download.localized(recipe, downloads)  # as the nodes see it: downloaded repositories by their folder
+    nodes_run = node_recipe(local, settings)
     run_id = new_swanlab_run_id()
     plan = train_plan(nodes_run, environment, cwd, run_id=run_id)
+    fetched = {str(d.target) for d in downloads}
+    plan_here = replace(plan, inputs=tuple(p for p in plan.inputs if p not in fetched))  # not downloaded yet
     record = new_record(plan, environment, cwd, recipe, swanlab_run_id=run_id)
     batch = cwd / SLURM_DIR / f"{record.id}.sbatch"
     text = script.batch_script(settings, record.id, sys.executable, cwd, ref, plan.shell_line())
@@ -136,11 +141,12 @@ def submit(
             *plan.summary,
             *gate,
             ("Slurm", f"{settings.nodes} node(s) x {processes} process(es), job {settings.job_name}"),
+            *download.where_lines(downloads),
             *where_lines(nodes_run, plan),
         ]
     )
     if dry_run:
-        for path in plan.missing_inputs():
+        for path in plan_here.missing_inputs():
             ui.warn(f"{path} does not exist; the job would fail on it.")
         ui.echo(text)
         ui.echo(f"sbatch --parsable {shlex.quote(str(batch.relative_to(cwd)))}  # secret variables removed")
@@ -149,11 +155,20 @@ def submit(
     secrets_reach_the_job(plan, recipe, environment)
     job = recipe.launch_env | {"NNODES": str(settings.nodes), "NPROC_PER_NODE": str(processes)}  # as node.py sets
     found, report = checks_before_start(
-        plan, recipe, environment, check=check, timeout=timeout, data_check=data_check, launch_env=job
+        plan_here,
+        local,
+        environment,
+        check=check,
+        timeout=timeout,
+        data_check=data_check,
+        launch_env=job,
+        before_gate=lambda: download.fetch(downloads, environment),
     )
     record.extra |= for_record(recipe, environment, found, run_id)
     if nodes_run.swanlab.mode == "offline":
         record.extra["swanlab_offline"] = True
+    if downloads:
+        record.extra["downloaded"] = {d.repo_id: str(d.target) for d in downloads}
     frozen = batch.with_suffix(".toml")
     record.slurm = SlurmPart(
         job_name=settings.job_name,

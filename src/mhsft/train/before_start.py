@@ -4,6 +4,7 @@ SwanLab run id a new training gets."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,12 +80,13 @@ def checks_before_start(
     data_check: bool = True,
     log: IO[str] | None = None,
     launch_env: dict[str, str] | None = None,
+    before_gate: Callable[[], None] | None = None,
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
     """Everything that must pass before swift starts, here (`mhsft train`) or on a cluster (`mhsft submit`).
 
     Local inputs exist (a dataset folder: one swift trains on whole), then the SwanLab preflight (unless `check`
-    is off), then the dataset gate (unless `data_check` is off; shown in `log` when given; steps per epoch for
-    `launch_env`, default the recipe's);
+    is off), then `before_gate` (the downloads of `mhsft submit` with offline nodes), then the dataset gate (unless
+    `data_check` is off; shown in `log` when given; steps per epoch for `launch_env`, default the recipe's);
     a failure raises, so nothing starts and nothing is queued. Returns what the preflight found (user,
     workspace) and the gate's report (None when skipped).
     """
@@ -96,6 +98,8 @@ def checks_before_start(
             "--no-preflight: SwanLab and the hub login are not checked; a bad key or an unreachable server will "
             "only show up after the model has loaded."
         )
+    if before_gate is not None:
+        before_gate()
     if not data_check:
         ui.warn(
             "--no-data-check: the dataset is not checked; rows ms-swift cannot encode or that exceed max_length "

@@ -1,0 +1,135 @@
+"""`mhsft submit` with `[slurm] offline_nodes`: the model named by hub id is downloaded here, before sbatch, by the
+real ModelScope / Hugging Face SDK from the hub stand-in, and the nodes get its local folder (a fake sbatch and
+the fake swift: what is sent; tests/test_slurm_offline_e2e.py trains from the copy on the real Slurm)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from test_cli_basics import HEAVY, loaded_modules
+
+from support.hub_server import HubStandIn
+from support.running import mhsft, write
+
+RECIPE = """
+name = "dl"
+[swanlab]
+project = "p"
+mode = "local"
+[sft]
+model = "tiny/model"
+dataset = ["data/train.jsonl"]
+output_dir = "out"
+[slurm]
+offline_nodes = true
+"""
+
+
+@pytest.fixture
+def hub(tmp_path: Path):
+    from mhsft.selfcheck.tiny import build
+
+    stand_in = HubStandIn(repos={"tiny/model": build(tmp_path / "tiny").model}).start()
+    yield stand_in
+    stand_in.stop()
+
+
+def setup(workdir: Path, env: dict[str, str], hub: HubStandIn, extra: str = "") -> tuple[dict[str, str], Path]:
+    write(workdir / "data" / "train.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n')
+    write(workdir / "r.toml", RECIPE + extra)
+    mark = workdir.parent / "sbatch-called"
+    write(workdir.parent / "bin" / "sbatch", f"#!/bin/sh\ntouch {mark}\necho 7\n").chmod(0o755)
+    path = f"{workdir.parent / 'bin'}{os.pathsep}{env['PATH']}"
+    return env | {"PATH": path, "MODELSCOPE_ENDPOINT": hub.url, "HF_ENDPOINT": hub.url}, mark
+
+
+def frozen(workdir: Path) -> tuple[dict, str]:
+    """The newest run's frozen recipe and batch script."""
+    batch = max((workdir / ".mhsft" / "slurm").glob("*.sbatch"), key=lambda p: p.stat().st_mtime)
+    return tomllib.loads(batch.with_suffix(".toml").read_text()), batch.read_text()
+
+
+@pytest.mark.parametrize("use_hf", [False, True], ids=["modelscope", "huggingface"])
+def test_submit_downloads_the_hub_model_once_and_the_nodes_get_its_folder(workdir, env, hub, use_hf) -> None:
+    e, mark = setup(workdir, env, hub)
+    sets = ["--set", "sft.use_hf=true"] if use_hf else []
+    target = workdir / ".mhsft" / "hub-cache" / ("hf" if use_hf else "modelscope") / "tiny" / "model"
+    dry = mhsft("submit", "r.toml", "--dry-run", *sets, env=e, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    assert f"downloaded here  tiny/model -> {target}" in dry.stderr and hub.requests == []
+    sdks = HEAVY | {"modelscope_hub", "huggingface_hub"}
+    assert loaded_modules(["submit", "r.toml", "--dry-run", *sets], e, workdir) & sdks == set()
+    first = mhsft("submit", "r.toml", *sets, env=e, cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    size = sum(p.stat().st_size for p in hub.repos["tiny/model"].iterdir())
+    assert hub.served_bytes() == size and len(hub.served) == 6  # every file once
+    assert (target / "model.safetensors").read_bytes() == (hub.repos["tiny/model"] / "model.safetensors").read_bytes()
+    recipe, script = frozen(workdir)
+    assert recipe["sft"]["model"] == str(target)
+    assert f"--model {target}" in script and "--check_model false" in script
+    assert "export HF_HUB_OFFLINE=1" in script and "export HF_DATASETS_OFFLINE=1" in script
+    assert mark.exists() and "queued as Slurm job 7" in first.stderr
+    listed = len(hub.requests)
+    hub.served.clear()
+    second = mhsft("submit", "r.toml", *sets, env=e, cwd=workdir)
+    assert second.returncode == 0, second.stderr
+    assert hub.served_bytes() == 0 and "already here" in second.stderr  # only the file list was asked for
+    metadata = hub.requests[listed:]
+    assert metadata and all("/resolve/" not in p and "FilePath" not in p for _, p in metadata), metadata
+    assert frozen(workdir)[0]["sft"]["model"] == str(target)
+
+
+def test_a_model_too_big_for_the_disk_is_refused_before_any_byte(workdir, env, hub) -> None:
+    e, mark = setup(workdir, env, hub)
+    hub.listed_sizes = {"model.safetensors": 1 << 60}  # an exabyte: no disk here has it
+    result = mhsft("submit", "r.toml", env=e, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert "[sft] model tiny/model needs" in result.stderr and "which has" in result.stderr
+    assert "Nothing was downloaded and nothing queued" in result.stderr
+    assert "[slurm] download_dir" in result.stderr and "Traceback" not in result.stderr
+    assert hub.served_bytes() == 0 and not mark.exists() and not (workdir / ".mhsft" / "runs").exists()
+
+
+def test_an_unknown_hub_model_is_exit_3_with_the_cause_and_nothing_queued(workdir, env, hub) -> None:
+    e, mark = setup(workdir, env, hub)
+    result = mhsft("submit", "r.toml", "--set", "sft.model=tiny/nope", env=e, cwd=workdir)
+    assert result.returncode == 3, result.stderr
+    assert "the download of [sft] model tiny/nope" in result.stderr and "no such repository" in result.stderr
+    assert not mark.exists() and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "sets", "expected"),
+    [
+        ("download_dir = 5", [], "[slurm] download_dir"),
+        ('download_dir = "blocker/cache"', [], "[slurm] download_dir: "),
+        ("", ["--set", "sft.dataset=['owner/hub-data']", "--no-data-check"], "the hub dataset owner/hub-data"),
+    ],
+    ids=["wrong-type", "not-writable", "hub-dataset-without-gate"],
+)
+def test_bad_download_settings_are_exit_2_naming_the_key(workdir, env, hub, extra, sets, expected) -> None:
+    e, mark = setup(workdir, env, hub, extra)
+    write(workdir / "blocker", "a file where the download folder should be")
+    result = mhsft("submit", "r.toml", *sets, env=e, cwd=workdir)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    assert not mark.exists() and hub.served_bytes() == 0 and "Traceback" not in result.stderr
+
+
+def test_the_progress_bar_off_a_terminal_prints_a_line_a_quarter(capsys) -> None:
+    from mhsft.slurm.download import Bar
+
+    bar = Bar("org/big")
+    for done in (0, 10, 30, 30, 60, 99, 100):
+        bar("progress", {"done": done * 10**7, "of": 10**9})
+    bar("facts", {})  # other kinds are not progress
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "  org/big: 30%, 300.0 MB of 1.0 GB",
+        "  org/big: 60%, 600.0 MB of 1.0 GB",
+        "  org/big: 99%, 990.0 MB of 1.0 GB",
+        "  org/big: 100%, 1.0 GB of 1.0 GB",
+    ]
