@@ -1,6 +1,7 @@
 """Time what offline tracking costs: the node check, `mhsft sync` of a 10,000-step log, and the follower's lag.
 
-Usage:  .venv/bin/python scripts/bench_offline.py [--steps 10000] [--live-steps 150]   (--steps 0 skips the big sync)
+Usage:  .venv/bin/python scripts/bench_offline.py [--steps 10000] [--live-steps 150] [--download-only]
+        (--steps 0 skips the big sync)
 Uses the SwanLab stand-in from tests/support on 127.0.0.1, the real swanlab SDK (the fake `swift` of
 tests/support logs its steps through it in local mode, as swift's callback does) and the real `mhsft sync`:
 - the node check (`slurm.node_check.check`) of a cloud-mode recipe against the stand-in and against a closed
@@ -8,7 +9,10 @@ tests/support logs its steps through it in local mode, as swift's callback does)
 - `mhsft sync` of a --steps-step log, then a second sync of the same log (goal: <= 30 s; the second adds nothing);
 - the follower's lag: a run logging one step a second for --live-steps steps, the real follower (its default
   60 s interval), and for each step the time from when the SDK wrote it to when the stand-in received it
-  (goal: <= 90 s).
+  (goal: <= 90 s);
+- the download before the queue: `mhsft submit` (a fake sbatch) of a recipe naming the tiny model by hub id with
+  `[slurm] offline_nodes`, from the hub stand-in through the real ModelScope SDK, twice: the download's own time,
+  and the bytes and requests the stand-in served on the second submit (goal: no file byte).
 Not a test: timings depend on the machine.
 """
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from support.hub_server import HubStandIn  # noqa: E402
 from support.swanlab_server import SwanLabCloud  # noqa: E402
 
 GOOD = "good-key-0123456789"
@@ -138,11 +143,39 @@ def follower_lag(cloud: SwanLabCloud, steps: int) -> None:
           f"mean {sum(lags) / len(lags):.1f} s")  # fmt: skip
 
 
+def hub_download() -> None:
+    from mhsft.selfcheck.tiny import build
+
+    work = workdir("http://127.0.0.1:9", "local")
+    hub = HubStandIn(repos={"bench/tiny": build(work / "tiny").model}).start()
+    recipe = (work / "r.toml").read_text().replace('model = "model"', 'model = "bench/tiny"')
+    (work / "r.toml").write_text(recipe + "[slurm]\noffline_nodes = true\n")
+    env = environment(work) | {"MODELSCOPE_ENDPOINT": hub.url}
+    (work / "bin" / "sbatch").write_text("#!/bin/sh\necho 1\n")
+    (work / "bin" / "sbatch").chmod(0o755)
+    try:
+        for attempt in ("first", "second"):
+            asked, started = len(hub.requests), time.perf_counter()
+            hub.served.clear()
+            done = mhsft("submit", "r.toml", env=env, cwd=work)
+            seconds = time.perf_counter() - started
+            said = next((ln for ln in done.stderr.splitlines() if ln.startswith("bench/tiny: ")), done.stderr[-300:])
+            paths = sorted({path.split("?")[0] for _, path in hub.requests[asked:]})
+            served = f"file bytes served {hub.served_bytes()}, {len(hub.requests) - asked} requests {paths}"
+            print(f"submit with the download, {attempt}: exit {done.returncode}, {seconds:.1f} s; {said}; {served}")
+    finally:
+        hub.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--live-steps", type=int, default=150)
+    parser.add_argument("--download-only", action="store_true", help="only the download before the queue")
     options = parser.parse_args()
+    hub_download()
+    if options.download_only:
+        return
     cloud = SwanLabCloud().start()
     try:
         node_check(cloud.url)

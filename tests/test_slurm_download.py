@@ -5,6 +5,9 @@ the fake swift: what is sent; tests/test_slurm_offline_e2e.py trains from the co
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from test_cli_basics import HEAVY, loaded_modules
 
 from support.hub_server import HubStandIn
 from support.running import mhsft, write
+from support.waiting import wait_until
 
 RECIPE = """
 name = "dl"
@@ -35,6 +39,7 @@ def hub(tmp_path: Path):
 
     stand_in = HubStandIn(repos={"tiny/model": build(tmp_path / "tiny").model}).start()
     yield stand_in
+    stand_in.release.set()
     stand_in.stop()
 
 
@@ -81,6 +86,27 @@ def test_submit_downloads_the_hub_model_once_and_the_nodes_get_its_folder(workdi
     metadata = hub.requests[listed:]
     assert metadata and all("/resolve/" not in p and "FilePath" not in p for _, p in metadata), metadata
     assert frozen(workdir)[0]["sft"]["model"] == str(target)
+
+
+def test_an_interrupted_download_resumes_in_the_same_folder(workdir, env, hub) -> None:
+    e, mark = setup(workdir, env, hub)
+    big = os.urandom(3 << 20)  # three of the SDK's 1 MiB chunks: about two arrive, then the line goes quiet
+    write(hub.repos["tiny/model"] / "shard.bin", "").write_bytes(big)
+    hub.hold_after = {"shard.bin": 2 << 20}
+    partial = workdir / ".mhsft" / "hub-cache" / "modelscope" / "tiny" / "model" / "shard.bin.incomplete"
+    cmd = [sys.executable, "-m", "mhsft", "submit", "r.toml"]
+    proc = subprocess.Popen(cmd, env=e, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: partial.is_file() and partial.stat().st_size >= 1 << 20, 60, "a MiB on disk")
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: mhsft and its download child stop; nothing is queued
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0 and not mark.exists()
+    kept = partial.stat().st_size
+    hub.release.set()
+    hub.served.clear()
+    again = mhsft("submit", "r.toml", env=e, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert hub.served["tiny/model/shard.bin"] == len(big) - kept  # only what was missing: resumed from the partial file
+    assert (partial.parent / "shard.bin").read_bytes() == big and mark.exists()
 
 
 def test_a_model_too_big_for_the_disk_is_refused_before_any_byte(workdir, env, hub) -> None:

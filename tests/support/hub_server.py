@@ -12,7 +12,8 @@ call (MODELSCOPE_ENDPOINT / HF_ENDPOINT pointed here). ModelScope (modelscope_hu
 `GET /api/v1/models/{id}/repo/files` and each file `GET /api/v1/models/{id}/repo?FilePath=...`. Hugging Face
 (huggingface_hub 1.x): `GET /api/models/{id}/revision/{rev}`, the tree `GET /api/models/{id}/tree/{rev}`, and
 `HEAD`/`GET /{id}/resolve/{rev}/{file}`. Files honour `Range` (the SDKs resume with it). `served` counts the
-file bytes sent per `{id}/{file}`; `listed_sizes` ({file: size}) makes the lists announce other sizes.
+file bytes sent per `{id}/{file}`; `listed_sizes` ({file: size}) makes the lists announce other sizes;
+`hold_after` ({file: n}) sends the first request for that file n bytes, then holds the rest until `release`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ class HubStandIn(LoopbackServer):
     repos: dict[str, Path] = field(default_factory=dict)
     served: Counter = field(default_factory=Counter)
     listed_sizes: dict[str, int] = field(default_factory=dict)
+    hold_after: dict[str, int] = field(default_factory=dict)
+    release: threading.Event = field(default_factory=threading.Event)
 
     COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -94,9 +98,17 @@ class HubStandIn(LoopbackServer):
                 self.send_header("etag", f'"{hashlib.sha1(body).hexdigest()}"')
                 self.send_header("accept-ranges", "bytes")
                 self.end_headers()
-                if self.command == "GET":
-                    self.wfile.write(part)
-                    hub.served[f"{repo}/{name}"] += len(part)
+                if self.command != "GET":
+                    return
+                held = hub.hold_after.pop(name, None)
+                if held is not None:  # a connection that stops half way (the client resumes with Range)
+                    self.wfile.write(part[:held])
+                    self.wfile.flush()
+                    hub.served[f"{repo}/{name}"] += held
+                    hub.release.wait(60)
+                    return
+                self.wfile.write(part)
+                hub.served[f"{repo}/{name}"] += len(part)
 
             def _download(self) -> bool:
                 """Answer a download endpoint; False when the path is not one."""

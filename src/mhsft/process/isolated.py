@@ -102,12 +102,14 @@ def run(
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.write(payload)  # type: ignore[union-attr]
             proc.stdin.close()  # type: ignore[union-attr]
-        outcome.exit_code = _wait(proc, deadline, outcome, idle)
-        if outcome.exit_code is None:
-            outcome.stopped = True
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        try:
+            outcome.exit_code = _wait(proc, deadline, outcome, idle)
+        finally:  # at the deadline, and when mhsft itself is interrupted (Ctrl-C): the child goes too
+            if outcome.exit_code is None:
+                outcome.stopped = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         reader.join(1.0)
         errors.seek(0, os.SEEK_END)
         errors.seek(max(0, errors.tell() - 400))
