@@ -194,3 +194,13 @@ def test_the_follower_uploads_an_ended_run_once_and_exits(workdir, offline, clou
     assert f"uploaded to step {STEPS}, all of it" in follower.stderr
     assert cloud.uploads.experiments[record["swanlab_run_id"]].scalars["train/loss"] == logged(record)
     assert GOOD not in follower.stderr + follower.stdout
+
+
+def test_an_attempt_killed_before_its_sdk_wrote_leaves_an_empty_log_that_sync_skips(workdir, offline, cloud) -> None:
+    record = train(workdir, offline)
+    sid = record["swanlab_run_id"]
+    # a requeued attempt killed soon after its start: its SDK had not flushed a byte of its record log yet
+    empty = write(workdir / "swanlog" / sid / f"run-20000101_000000-{sid}" / f"run-{sid}.swanlab", "")
+    result = mhsft("sync", record["id"], env=offline, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert empty.stat().st_size == 0 and cloud.uploads.experiments[sid].scalars["train/loss"] == logged(record)

@@ -24,6 +24,13 @@ from mhsft.view.show import record_for
 
 TIMEOUT_S = 300.0
 INCOMPLETE = 1
+HEADER_BYTES = 7  # a record log starts with a 7-byte header (swanlab's LEVELDBLOG_HEADER_LEN)
+
+
+def has_records(folder: Path) -> bool:
+    """Whether the folder's record log has begun. An attempt killed before its SDK first wrote to it (a requeue
+    soon after the start: the SDK buffers) leaves an empty one, which the SDK's sync cannot read: it is skipped."""
+    return any(p.stat().st_size >= HEADER_BYTES for p in folder.glob("run-*.swanlab"))
 
 
 def log_folders(record: RunRecord) -> list[Path]:
@@ -37,7 +44,8 @@ def log_folders(record: RunRecord) -> list[Path]:
             'sync. `mhsft sync` uploads runs tracked with [swanlab] mode = "offline" or "local".'
         )
     root = Path(info["log_dir"])
-    found = sorted(root.glob(f"run-*-{record.swanlab_run_id}"))  # run-YYYYmmdd_HHMMSS-ID: by name is by time
+    folders = sorted(root.glob(f"run-*-{record.swanlab_run_id}"))  # run-YYYYmmdd_HHMMSS-ID: by name is by time
+    found = [folder for folder in folders if has_records(folder)]
     if not found:
         raise MhsftError(
             f"run {record.id} has no local SwanLab log: no folder run-*-{record.swanlab_run_id} in {root}. A run "
