@@ -700,26 +700,18 @@ RunArg = Annotated[
 def runs(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N runs.")] = 20,
+    wide: Annotated[
+        bool, typer.Option("--wide", "-w", help="Every column, every value whole (rows wider than the terminal).")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON document (schema_version 1) instead.")] = False,
 ) -> None:
-    """List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint)."""
+    """List the runs recorded in .mhsft/runs/ (id, recipe, status, start, duration, output, checkpoint), one line
+    a run: at the terminal's width, long values are shortened and the least needed columns left out."""
     if ctx.invoked_subcommand is not None:
         return
-    from mhsft.runs import status as s
-    from mhsft.view.table import recorded_below, rows
+    from mhsft.view.table import print_runs
 
-    found = rows(Path.cwd(), limit)
-    if not found:
-        below = recorded_below(Path.cwd())
-        where = "; ".join(f"{name}/ holds {n} (cd {name} && mhsft runs)" for name, n in below)
-        ui.info(
-            "no runs recorded in .mhsft/runs/ yet (mhsft train RECIPE records one; runs are recorded in the folder "
-            f"they ran in{': ' + where if where else ''})."
-        )
-        return
-    columns = ["id", "command", "recipe", "status", "slurm", "started", "duration", "output", "checkpoint"]
-    styles = {s.SUCCEEDED: "green", s.FAILED: "bold red", s.INTERRUPTED: "yellow", s.CANCELLED: "yellow"}
-    styles |= {s.QUEUED: "cyan", s.RUNNING: "cyan", s.ABANDONED: "red"}
-    ui.table(None, columns, found, styles)
+    print_runs(Path.cwd(), limit, wide, json_)
 
 
 @runs_app.command(

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import IO, Any
 
 from mhsft.environment import is_secret_name, redact
@@ -107,15 +108,99 @@ def pairs(rows: list[tuple[str, str]]) -> None:
         info(f"{_styled(printable(key).ljust(width), '36')}  {printable(value)}")
 
 
-def table(title: str | None, columns: list[str], rows: list[list[str]], styles: dict[str, str] | None = None) -> None:
-    """A rich table on stdout; a cell whose whole text is a key of `styles` gets that style."""
+@dataclass(frozen=True)
+class Fit:
+    """How a table fits the terminal's width with one line a row: `priority` names the columns most important
+    first (a column not named comes after them, in its order); the first `keep` are never dropped, `whole` are
+    never shortened, `tails` keep the end of a long value (paths); the rest are shortened with an ellipsis, then
+    dropped from the least important."""
+
+    priority: tuple[str, ...] = ()
+    keep: int = 1
+    whole: frozenset[str] = frozenset()
+    tails: frozenset[str] = frozenset()
+    width: int | None = None  # the width to fit, when not the terminal's (`runs --wide`: every value whole)
+
+
+MIN_CELL = 8  # a shortened column keeps at least this many cells (or its whole value)
+TAIL_CELL = 24  # and a path's column this many: the end of a checkpoint path is what tells it apart
+HIDDEN_HINT = "widen the terminal or use {options}"
+
+
+def _cut(text: str, width: int, tail: bool) -> str:
+    """`text` in at most `width` terminal cells, an ellipsis where it was cut (at the start for a `tail`)."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) <= width:
+        return text
+    if not tail:
+        return set_cell_size(text, width - 1) + "…"
+    kept = text
+    while cell_len(kept) > width - 1:
+        kept = kept[1:]
+    return "…" + kept
+
+
+def fitted(columns: list[str], rows: list[list[str]], width: int, fit: Fit) -> tuple[list[int], list[int]]:
+    """(the shown columns' indexes in table order, their widths) for a table of `rows` within `width` cells: by
+    `fit.priority`, each column while it fits at its least width (MIN_CELL, TAIL_CELL), then the room left shared
+    out up to each one's longest value."""
+    from rich.cells import cell_len
+
+    longest = [max([cell_len(c), *(cell_len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    order = [columns.index(c) for c in fit.priority if c in columns]
+    order += [i for i in range(len(columns)) if i not in order]
+    floor = [
+        n if c in fit.whole else min(n, TAIL_CELL if c in fit.tails else MIN_CELL)
+        for c, n in zip(columns, longest, strict=True)
+    ]
+    shown: list[int] = []
+    for i in order:  # a rich table's frame: 3 cells a column and one
+        if len(shown) >= fit.keep and sum(floor[j] for j in [*shown, i]) + 3 * (len(shown) + 1) + 1 > width:
+            break
+        shown.append(i)
+    spare = width - 3 * len(shown) - 1 - sum(floor[i] for i in shown)
+    widths = {i: floor[i] for i in shown}
+    while spare > 0 and (short := [i for i in shown if widths[i] < longest[i]]):  # an equal share each round
+        for i in short:
+            grow = min(max(1, spare // len(short)), longest[i] - widths[i], spare)
+            widths[i] += grow
+            spare -= grow
+    ordered = sorted(shown)
+    return ordered, [widths[i] for i in ordered]
+
+
+def table(
+    title: str | None,
+    columns: list[str],
+    rows: list[list[str]],
+    styles: dict[str, str] | None = None,
+    fit: Fit | None = None,
+    options: str = "--wide/--json",
+) -> None:
+    """A rich table on stdout; a cell whose whole text is a key of `styles` gets that style. With `fit`, each row
+    is one line within the terminal's width (COLUMNS when set): long values shortened, columns dropped by
+    priority and named on stderr with `options` (the command's way to see them all)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    console = Console(highlight=False, width=fit.width if fit else None)
+    cells = [[clean(printable(cell)) for cell in row] for row in rows]
+    header, widths, keys, hidden = columns, [None] * len(columns), rows, []
+    if fit is not None:
+        cells = [[" ".join(cell.splitlines()) for cell in row] for row in cells]
+        shown, sizes = fitted(columns, cells, console.width, fit)
+        placed = list(zip(shown, sizes, strict=True))
+        header, widths = [_cut(columns[i], w, False) for i, w in placed], list(sizes)
+        cells = [[_cut(row[i], w, columns[i] in fit.tails) for i, w in placed] for row in cells]
+        keys = [[row[i] for i in shown] for row in rows]
+        hidden = [c for i, c in enumerate(columns) if i not in shown]
     t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for row in rows:
-        t.add_row(*(Text(clean(printable(cell)), style=(styles or {}).get(cell, "")) for cell in row))
-    Console(highlight=False).print(t)
+    for name, width in zip(header, widths, strict=True):
+        t.add_column(name, overflow="fold", no_wrap=width is not None, width=width)
+    for key_row, row in zip(keys, cells, strict=True):
+        t.add_row(*(Text(text, style=(styles or {}).get(key, "")) for key, text in zip(key_row, row, strict=True)))
+    console.print(t)
+    if hidden:
+        info(f"{len(hidden)} column(s) hidden ({', '.join(hidden)}): " + HIDDEN_HINT.format(options=options))

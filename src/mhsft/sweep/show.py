@@ -100,7 +100,15 @@ def show(cwd: Path, sweep_id: str | None, as_json: bool = False) -> int:
         f"sorted by {sweep.metric} ({sweep.direction})"
     )
     styles = {"succeeded": "green", "failed": "bold red", "interrupted": "yellow", "best": "bold green"}
-    ui.table(title, columns, [_cells(r, keys, extra, benchmarks) for r in found], styles)
+    fit = ui.Fit(
+        priority=(
+            "trial", "status", "", sweep.metric, *(short(k) for k in keys), *LOSSES,
+            *(f"eval {k}" for k in benchmarks), "run", "duration",
+        ),
+        keep=2,
+        whole=frozenset({"trial", "status", "run"}),
+    )  # fmt: skip
+    ui.table(title, columns, [_cells(r, keys, extra, benchmarks) for r in found], styles, fit, "--json")
     from mhsft.view.curve import draw_many
 
     kind = "eval loss" if any(r["eval_curve"] for r in found) else "train loss"

@@ -65,10 +65,11 @@ def compare(cwd: Path, run_ids: list[str]) -> int:
         raise MhsftError("runs compare needs two or more run ids (see `mhsft runs`), e.g. mhsft runs compare A B.")
     records = [show.record_for(cwd, run_id) for run_id in run_ids]
     columns = ["", *(r.id for r in records)]
+    fit = ui.Fit(keep=2, tails=frozenset(columns[1:]))  # runs past the width are left out, named
     diff = differences(records)
     if diff:
-        ui.table("settings that differ", columns, diff)
+        ui.table("settings that differ", columns, diff, fit=fit, options="fewer runs at a time")
     else:
         ui.echo("settings: identical (same swift arguments and environment)")
-    ui.table("results", columns, results(records))
+    ui.table("results", columns, results(records), fit=fit, options="fewer runs at a time")
     return 0

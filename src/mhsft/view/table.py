@@ -1,10 +1,13 @@
-"""Rows for `mhsft runs`: each recorded run with its newest checkpoint."""
+"""`mhsft runs`: each recorded run with its newest checkpoint, one line a run at the terminal's width."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
-from mhsft.runs import checkpoints
+from mhsft import ui
+from mhsft.runs import checkpoints, status
 from mhsft.runs.records import RunRecord
 from mhsft.runs.store import latest
 
@@ -42,6 +45,37 @@ def rows(cwd: Path, limit: int) -> list[list[str]]:
             ]
         )
     return out
+
+
+COLUMNS = ["id", "command", "recipe", "status", "slurm", "started", "duration", "output", "checkpoint"]
+FIT = ui.Fit(
+    priority=("id", "status", "recipe", "started", "duration", "checkpoint", "command", "output", "slurm"),
+    keep=2,
+    whole=frozenset({"id", "status", "started"}),
+    tails=frozenset({"output", "checkpoint"}),
+)
+STYLES = {status.SUCCEEDED: "green", status.FAILED: "bold red", status.INTERRUPTED: "yellow"}
+STYLES |= {status.CANCELLED: "yellow", status.QUEUED: "cyan", status.RUNNING: "cyan", status.ABANDONED: "red"}
+SCHEMA_VERSION = 1
+WIDE = 100_000  # `--wide`: a width no row reaches
+
+
+def print_runs(cwd: Path, limit: int, wide: bool = False, as_json: bool = False) -> None:
+    """The table (one line a run unless `wide`), or the same as JSON; where the runs are when `cwd` has none."""
+    found = rows(cwd, limit)
+    if as_json:
+        ui.echo(
+            json.dumps({"schema_version": SCHEMA_VERSION, "runs": [dict(zip(COLUMNS, r, strict=True)) for r in found]})
+        )
+        return
+    if not found:
+        where = "; ".join(f"{name}/ holds {n} (cd {name} && mhsft runs)" for name, n in recorded_below(cwd))
+        ui.info(
+            "no runs recorded in .mhsft/runs/ yet (mhsft train RECIPE records one; runs are recorded in the folder "
+            f"they ran in{': ' + where if where else ''})."
+        )
+        return
+    ui.table(None, COLUMNS, found, STYLES, replace(FIT, width=WIDE) if wide else FIT)
 
 
 def recorded_below(cwd: Path) -> list[tuple[str, int]]:
