@@ -227,3 +227,26 @@ def test_the_server_address_is_the_one_uvicorn_reports(tmp_path: Path) -> None:
     log = write(tmp_path / "deploy.log", "INFO:     Uvicorn running on http://127.0.0.1:8002 (Press CTRL+C to quit)\n")
     assert listening(log) == "http://127.0.0.1:8002/v1"
     assert listening(tmp_path / "none.log") is None  # not the planned port: another server may answer there
+
+
+def test_a_backend_that_does_not_import_stops_eval_before_any_server_starts(workdir, env, fake_swift) -> None:
+    """`swift deploy --infer_backend lmdeploy` without lmdeploy loads the model, then fails: checked first."""
+    ckpt = checkpoint(workdir)
+    write(workdir / "r.toml", '[sft]\nmodel = "model"\ndataset = ["val.jsonl"]\n[eval]\ninfer_backend = "vllm"\n')
+    stand_in = write(workdir / "backends" / "vllm" / "__init__.py", "raise ImportError('libcudart.so.12: cannot open')")
+    broken = env | {"PYTHONPATH": f"{stand_in.parent.parent}:{env.get('PYTHONPATH', '')}"}
+    result = mhsft("eval", "r.toml", "-c", str(ckpt), "--ready-timeout", "5", env=broken, cwd=workdir)
+    refused(result, 2, "the vllm backend does not import (ImportError: libcudart.so.12", "pip install vllm")
+    assert fake_swift.calls() == []  # the recipe's [eval] backend: no swift deploy started
+    result = mhsft("eval", "-c", str(ckpt), "--backend", "lmdeploy", env=env, cwd=workdir)
+    refused(result, 2, "the lmdeploy backend is not installed", "pip install lmdeploy", "--backend transformers")
+    assert fake_swift.calls() == []
+    planned = mhsft("eval", "-c", str(ckpt), "--backend", "lmdeploy", "--dry-run", env=env, cwd=workdir)
+    assert planned.returncode == 0 and "--infer_backend lmdeploy" in planned.stdout  # a dry run imports nothing
+    write(workdir / "r.toml", '[sft]\nmodel = "model"\ndataset = ["val.jsonl"]\n[eval]\ninfer_backend = "lmdeploy"\n')
+    doctor = mhsft("doctor", "r.toml", "--json", "--timeout", "1", env=env, cwd=workdir)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert (
+        checks["recipe eval backend"]["status"] == "fail"
+        and "pip install lmdeploy" in checks["recipe eval backend"]["fix"]
+    )

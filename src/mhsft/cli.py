@@ -662,6 +662,7 @@ def eval_(
         typer.Option("--two-servers", help="One server per model even for a LoRA (as two `swift eval` runs do)."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    backend: BackendOpt = None,
     ready_timeout: Annotated[
         float,
         typer.Option(
@@ -679,7 +680,7 @@ def eval_(
     from mhsft.evaluation.command import Request, evaluate, target_for
 
     found = target_for(target, set_, env_file, checkpoint)
-    request = Request(tuple(bench), limit, no_base, two_servers, as_json, dry_run, ready_timeout)
+    request = Request(tuple(bench), limit, no_base, two_servers, as_json, dry_run, ready_timeout, backend)
     raise typer.Exit(evaluate(found, request))
 
 

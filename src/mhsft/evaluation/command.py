@@ -4,7 +4,8 @@ settings (EvalScope against `swift deploy`), one table, the numbers in the train
 A LoRA checkpoint is served once, base and adapter side by side (`swift deploy --adapters finetuned=CKPT`,
 `--served_model_name base`); a full fine-tune (or `--two-servers`) gets one server per model, one after the other.
 Everything that can fail without a model (EvalScope missing, a benchmark name, a local path, an uncached set
-offline, a checkpoint without args.json) is checked before the first server starts.
+offline, a checkpoint without args.json, an inference backend that does not import) is checked before the first
+server starts.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from mhsft.process.ports import free_port
 from mhsft.recipe.hubs import checkpoint_args
 from mhsft.recipe.model import Recipe
 from mhsft.recipe.plan import Plan, command_plan
+from mhsft.recipe.values import check_options
 from mhsft.runs import checkpoints, status
 from mhsft.runs.records import RunRecord, now
 from mhsft.runs.store import scan
+from mhsft.trained.backend import ensure
 from mhsft.trained.infer import BASE_MODEL_ARGS
-from mhsft.trained.target import Target, resolve_target
+from mhsft.trained.target import Target, backend_option, resolve_target
 from mhsft.view.benchmarks import table as benchmark_table
 
 # [eval] keys that set the EvalScope side; every other key is a `swift deploy` argument
@@ -60,6 +63,7 @@ class Request:
     as_json: bool = False
     dry_run: bool = False
     ready_timeout: float = 900.0
+    backend: str | None = None  # --backend: the servers' infer_backend instead of [eval]'s
 
 
 @dataclass
@@ -199,6 +203,8 @@ def evaluate(target: Target, request: Request) -> int:
         )
     defaults = target.defaults("eval")
     deploy = {k: v for k, v in defaults.items() if k not in EVAL_KEYS}
+    chosen = backend_option(request.backend, deploy.get("infer_backend"))
+    deploy |= check_options("deploy", {"infer_backend": ("--backend", chosen)})
     record = training_record(target, cwd)
     dataset_args: dict[str, Any] = dict(defaults.get("eval_dataset_args") or {})
     wanted = list(request.benches) or list(defaults.get("eval_dataset") or [])
@@ -224,6 +230,8 @@ def evaluate(target: Target, request: Request) -> int:
         "extra": dict(defaults.get("extra_eval_args") or {}),
     }
     servers = _servers(target, saved, deploy, request)
+    if not request.dry_run:
+        ensure(deploy.get("infer_backend"), target.environment, "--backend")  # in a child, before any model loads
     _describe(target, benches, spec, servers, out, held)
     if request.dry_run:
         for server in servers:

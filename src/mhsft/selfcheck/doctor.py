@@ -270,7 +270,7 @@ def recipe_needs(recipe: Recipe, found: list[Check]) -> list[Check]:
                 'pip install flash-attn --no-build-isolation, or set attn_impl = "sdpa" and packing = false',
             )
         )
-    for section in ("infer", "deploy"):
+    for section in ("infer", "deploy", "eval"):
         backend = recipe.args[section].get("infer_backend")
         install = missing(backend)
         if install:
