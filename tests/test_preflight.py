@@ -174,7 +174,7 @@ def test_the_default_bound_comes_from_mhsft_preflight_timeout(workdir, env, fake
     recipe = cloud_recipe(workdir, cloud.url)
     keyed = env | {"SWANLAB_API_KEY": GOOD, "MHSFT_PREFLIGHT_TIMEOUT": "2"}
     result = mhsft("preflight", recipe, env=keyed, cwd=workdir)
-    assert result.returncode == 3 and "did not answer within 2 s" in result.stderr, result.stderr
+    assert result.returncode == 3 and "within 2 s" in result.stderr, result.stderr  # either stall message
     result = mhsft("preflight", recipe, "--preflight-timeout", "3", env=keyed, cwd=workdir)
     assert result.returncode == 3 and "within 3 s" in result.stderr, result.stderr  # the option wins
     result = mhsft("train", recipe, env=keyed | {"MHSFT_PREFLIGHT_TIMEOUT": "soon"}, cwd=workdir)
