@@ -270,13 +270,14 @@ def test_offline_nodes_dry_run_says_what_happens_where(workdir, env) -> None:
     local_recipe(workdir, "[slurm]\nnodes = 2\noffline_nodes = true\n", mode="cloud")
     result = mhsft("submit", "r.toml", "--dry-run", env=env, cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert "node check  on each node before swift starts: shared folders writable" in result.stderr
+    checked = "node check  on each node before swift starts: shared folders writable, local inputs visible"
+    assert checked in result.stderr
     assert "SwanLab host reachable" not in result.stderr  # the nodes track locally: they never call SwanLab
     assert "uploaded from here by a follower every 60 s and at the end" in result.stderr
     assert "--swanlab_mode local" in result.stdout and f"SWANLAB_LOG_DIR={workdir / 'swanlog'}/" in result.stdout
     assert "SWANLAB_API_KEY" not in result.stdout  # no key on the nodes: the upload happens here
     cloud = mhsft("submit", "r.toml", "--dry-run", "--set", "slurm.offline_nodes=false", env=env, cwd=workdir)
-    assert "shared folders writable, SwanLab host reachable" in cloud.stderr and "follower" not in cloud.stderr
+    assert "local inputs visible, SwanLab host reachable" in cloud.stderr and "follower" not in cloud.stderr
 
 
 def test_offline_nodes_with_the_key_only_in_the_shell_is_refused(workdir, env) -> None:
@@ -306,3 +307,22 @@ def test_the_node_check_names_a_shared_folder_that_is_not_writable(workdir) -> N
     message = failed.value.message
     assert message.startswith("node check failed (output folder)") and "is not writable on this node" in message
     assert "submit from a folder every node shares" in message and "swift was not started" in message
+
+
+def test_the_node_check_names_an_input_the_node_cannot_see(workdir) -> None:
+    from mhsft.environment import load_environment
+    from mhsft.errors import MhsftError
+    from mhsft.launch import load_recipe
+    from mhsft.recipe.plan import train_plan
+    from mhsft.slurm import node_check
+
+    environment = load_environment(None)
+    recipe = load_recipe(str(local_recipe(workdir, mode="offline")), [], environment)
+    plan = train_plan(recipe, environment, workdir, run_id="abc")
+    assert "2 local input(s) visible" in node_check.check(plan, recipe, environment, workdir, "abc")
+    (workdir / "model").rmdir()  # as a node sees a model downloaded to a folder it does not share
+    with pytest.raises(MhsftError) as failed:
+        node_check.check(plan, recipe, environment, workdir, "abc")
+    message = failed.value.message
+    assert failed.value.exit_code == 3 and message.startswith("node check failed (inputs)")
+    assert f"{workdir / 'model'} is not visible on this node" in message and "[slurm] download_dir" in message

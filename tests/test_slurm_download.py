@@ -88,6 +88,18 @@ def test_submit_downloads_the_hub_model_once_and_the_nodes_get_its_folder(workdi
     assert frozen(workdir)[0]["sft"]["model"] == str(target)
 
 
+def test_adapters_named_by_hub_id_are_downloaded_too(workdir, env, hub) -> None:
+    e, mark = setup(workdir, env, hub)
+    write(workdir.parent / "adapter" / "adapter_config.json", '{"peft_type": "LORA"}')
+    hub.repos["tiny/adapter"] = workdir.parent / "adapter"
+    result = mhsft("submit", "r.toml", "--set", "sft.adapters=['tiny/adapter']", env=e, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    cache = workdir / ".mhsft" / "hub-cache" / "modelscope"
+    assert frozen(workdir)[0]["sft"]["adapters"] == [str(cache / "tiny" / "adapter")]
+    assert (cache / "tiny" / "adapter" / "adapter_config.json").is_file() and mark.exists()
+    assert hub.served["tiny/adapter/adapter_config.json"] == len('{"peft_type": "LORA"}')
+
+
 def test_an_interrupted_download_resumes_in_the_same_folder(workdir, env, hub) -> None:
     e, mark = setup(workdir, env, hub)
     big = os.urandom(3 << 20)  # three of the SDK's 1 MiB chunks: about two arrive, then the line goes quiet

@@ -36,7 +36,7 @@ def listing(hub: str, repo_id: str, revision: str | None, token: str | None) -> 
     from modelscope_hub import HubApi
 
     files = HubApi(token=token).list_repo_files(repo_id, "model", revision=revision)
-    return {f.path: int(f.size or 0) for f in files if str(f.type) != "tree"}
+    return {f.path: int(f.size or 0) for f in files if not f.is_dir}
 
 
 def snapshot(hub: str, repo_id: str, revision: str | None, token: str | None, target: Path) -> None:

@@ -2,7 +2,9 @@
 
 The submitting machine's preflight passed, but a GPU node may have no internet or not see the shared folders:
 without this check a cloud-mode run would fail at `swanlab.init`, after the model has loaded. In seconds, and
-before swift starts: the shared folders the run writes are there and writable; in SwanLab cloud mode the API
+before swift starts: the shared folders the run writes are there and writable, the local inputs it reads (the
+model folder, downloaded before the queue with offline nodes, the data files, the gate's cache) are visible;
+in SwanLab cloud mode the API
 host answers `GET /api`; when the run names a hub id, the hub answers. The network part runs in the same
 bounded child process as the preflight (see `process.isolated`), with plain HTTP (no SDK import).
 """
@@ -79,10 +81,22 @@ def folders(plan: Plan, recipe: Recipe, cwd: Path, run_id: str | None) -> list[C
     return found
 
 
+def inputs(plan: Plan) -> Check:
+    """The local inputs swift reads (model folder, data files, the gate's cache) exist where this node looks."""
+    missing = plan.missing_inputs()
+    if missing:
+        fix = (
+            "put it on storage every node shares (a model downloaded before the queue goes to [slurm] download_dir, "
+            "by default under the submit directory)"
+        )
+        return Check("inputs", FAIL, f"{missing[0]} is not visible on this node", fix)
+    return Check("inputs", OK, f"{len(plan.inputs)} local input(s) visible")
+
+
 def check(plan: Plan, recipe: Recipe, environment: Environment, cwd: Path, run_id: str | None) -> str:
     """Run the node check; its one-line result, or an MhsftError (exit 3) naming the cause and the fix."""
     started = time.monotonic()
-    checks = folders(plan, recipe, cwd, run_id)
+    checks = [*folders(plan, recipe, cwd, run_id), inputs(plan)]
     hosts = {hub: hub_host(hub, environment) for hub in plan.hubs}
     if recipe.swanlab.mode == "cloud":
         hosts["swanlab"] = f"{find_key(recipe.swanlab, environment, cwd)[2]}/api"

@@ -85,7 +85,7 @@ def node_recipe(recipe: Recipe, settings: SlurmSettings) -> Recipe:
 
 def where_lines(nodes: Recipe, plan: Plan) -> list[tuple[str, str]]:
     """What happens where, for the plan: the node check, and (offline tracking) where the upload happens."""
-    checked = ["shared folders writable"]
+    checked = ["shared folders writable", "local inputs visible"]
     if nodes.swanlab.mode == "cloud":
         checked.append("SwanLab host reachable")
     checked += [f"{hub} reachable" for hub in plan.hubs]
