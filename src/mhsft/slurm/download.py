@@ -30,7 +30,9 @@ from mhsft.recipe.hubs import OFFLINE_ENV, hub_ids, hub_name, token_names
 from mhsft.recipe.model import Recipe, SlurmSettings
 
 DOWNLOAD_TIMEOUT_S = 48 * 3600.0  # a very large model over a slow line; a stalled one is stopped far sooner
-STALL_S = 120.0  # a download that adds no byte for this long is stopped (the next submit resumes it)
+# a download that adds no byte for this long is stopped (the next submit resumes it); generous, because the SDK
+# also hashes the files already there without writing (a few seconds per GB) and has its own network timeouts
+STALL_S = 600.0
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
