@@ -78,6 +78,17 @@ def test_fitting_shortens_then_drops_by_priority() -> None:
     assert shown == [0, 2] and widths == [5, 30]  # and path gets the room left
     assert ui._cut("/very/long/path/to/checkpoint-20", 18, tail=True) == "…/to/checkpoint-20"
     assert ui._cut("n" * 40, 8, tail=False) == "nnnnnnn…"
+    twice = ui.Fit(priority=("id", "path", "id", "note"), whole=frozenset({"id"}))  # sweep show's metric is a loss
+    assert ui.fitted(columns, rows, 200, twice)[0] == [0, 1, 2]  # each column once
+
+
+def test_sweep_show_with_the_default_metric_shows_it_once(workdir: Path, env: dict) -> None:
+    local_recipe(workdir)
+    assert mhsft("sweep", "r.toml", "--grid", "sft.learning_rate=[1e-4,2e-4]", env=env, cwd=workdir).returncode == 0
+    result = mhsft("sweep", "show", env=env | {"COLUMNS": "200"}, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "trial" in line and "status" in line)
+    assert header.count("train_loss") == 1, result.stdout
 
 
 @pytest.mark.parametrize("width", [60, 80])

@@ -148,7 +148,7 @@ def fitted(columns: list[str], rows: list[list[str]], width: int, fit: Fit) -> t
     from rich.cells import cell_len
 
     longest = [max([cell_len(c), *(cell_len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
-    order = [columns.index(c) for c in fit.priority if c in columns]
+    order = list(dict.fromkeys(columns.index(c) for c in fit.priority if c in columns))  # a name given twice: once
     order += [i for i in range(len(columns)) if i not in order]
     floor = [
         n if c in fit.whole else min(n, TAIL_CELL if c in fit.tails else MIN_CELL)
