@@ -60,6 +60,23 @@ def test_a_bad_space_exits_2_and_starts_nothing(workdir: Path, env: dict, fake_s
     assert not (workdir / ".mhsft" / "sweeps").exists()
 
 
+@pytest.mark.parametrize("command", [["submit", "r.toml", "--sweep"], ["sweep", "r.toml", "--slurm"]])
+def test_a_job_array_on_offline_nodes_is_refused_before_anything(workdir: Path, env: dict, fake_swift, command) -> None:
+    local_recipe(workdir, "\n[slurm]\noffline_nodes = true\n[sweep.grid]\nsft.lora_rank = [4, 8]\n")
+    for dry in ([], ["--dry-run"]):
+        result = mhsft(*command, *dry, env=env, cwd=workdir)
+        assert result.returncode == 2 and "[slurm] offline_nodes = true" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and fake_swift.calls() == []
+    assert not (workdir / ".mhsft").exists()
+
+
+def test_sweep_options_without_a_sweep_are_refused(workdir: Path, env: dict, fake_swift) -> None:
+    local_recipe(workdir, "\n[slurm]\ncpus_per_task = 1\n")
+    result = mhsft("submit", "r.toml", "--parallel", "3", "--metric", "last_loss", "--dry-run", env=env, cwd=workdir)
+    assert result.returncode == 2 and "--metric, --parallel only apply to a sweep" in result.stderr, result.stderr
+    assert fake_swift.calls() == [] and not (workdir / ".mhsft").exists()
+
+
 def test_a_sweep_table_in_the_recipe_and_a_dry_run(workdir: Path, env: dict, fake_swift) -> None:
     local_recipe(
         workdir,

@@ -327,6 +327,10 @@ def submit(
 
         options = Options(grid, zip_, metric=metric, direction=direction, parallel=parallel)
         _sweep(recipe, set_, env_file, options, dry_run, True, (no_preflight, no_data_check, preflight_timeout))
+    given = (("--metric", metric), ("--direction", direction), ("--parallel", parallel))
+    alone = [name for name, value in given if value]
+    if alone:
+        raise MhsftError(f"{', '.join(alone)} only apply to a sweep: add --sweep (or --grid/--zip), or drop them.")
     from mhsft.slurm.submit import submit as run_submit
 
     raise typer.Exit(

@@ -34,6 +34,13 @@ def settings_for(recipe: Recipe) -> SlurmSettings:
             f"{recipe.path}, [slurm] nodes = {settings.nodes}: each trial of a sweep on Slurm runs on one node (one "
             "array task). Set nodes = 1 (use gpus_per_node for several GPUs), or run the trials with mhsft submit."
         )
+    if settings.offline_nodes:
+        raise MhsftError(
+            f"{recipe.path}, [slurm] offline_nodes = true: a sweep's job array does not yet download hub models "
+            "before the queue, track offline on the nodes or follow the upload, so its trials would fail on the "
+            "nodes. Queue the trials one by one with `mhsft submit RECIPE --set ...`, or run the sweep on a machine "
+            "with internet (`mhsft sweep RECIPE`)."
+        )
     return settings
 
 
