@@ -44,6 +44,14 @@ REFUSED = {
         "in another format than its json files (b.csv)",
     ),
     "a split folder": ({"part.jsonl": GOOD, "dev/part.jsonl": GOOD}, "named as another split (dev/part.jsonl"),
+    "a file beside a split's": (
+        {"train.jsonl": GOOD, "extra.jsonl": GOOD},
+        "not named for a split (extra.jsonl) beside train.jsonl, which is",
+    ),
+    "a README.md it cannot parse": (
+        {"train.jsonl": GOOD, "README.md": "---\nconfigs: [\n---\n"},
+        "ms-swift cannot read (",
+    ),
 }
 
 

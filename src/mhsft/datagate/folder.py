@@ -66,8 +66,9 @@ def read_files(folder: str, key: str = "dataset") -> list[str]:
         module = LocalDatasetModuleFactory(base).get_module()
     except (FileNotFoundError, DataFilesNotFoundError):  # EmptyDatasetError is a FileNotFoundError
         raise _empty(key, folder, held) from None
-    except ValueError as exc:  # the splits' files differ in format
-        raise _refuse(key, folder, f"ms-swift cannot read ({exc})", held) from None
+    except Exception as exc:  # the splits' files differ in format (ValueError), a README.md it cannot parse, ...
+        said = " ".join(str(exc).split())  # a YAML error spans lines: one paragraph
+        raise _refuse(key, folder, f"ms-swift cannot read ({type(exc).__name__}: {said[:300]})", held) from None
     parameters = module.builder_configs_parameters
     if parameters.metadata_configs:
         raise _refuse(key, folder, "whose README.md declares its own configs (ms-swift reads one of them)", held)
@@ -79,14 +80,20 @@ def read_files(folder: str, key: str = "dataset") -> list[str]:
     skipped = [f for f in held if f not in read]
     if skipped:
         other = [f for f in skipped if any(f in files for split, files in splits.items() if split != "train")]
+        rest = [f for f in skipped if f not in other]
+        unnamed = [f for f in rest if Path(f).suffix in {Path(r).suffix for r in read}]
+        foreign = [f for f in rest if f not in unnamed]
         why = [
             f"named as another split ({_named(other, folder)}: datasets reads files named test, validation, dev or "
             "eval as those splits, and swift trains on the train split only)"
             if other
             else "",
-            f"in another format than its {reader} files ({_named([f for f in skipped if f not in other], folder)}), "
-            "which ms-swift skips"
-            if len(other) < len(skipped)
+            f"not named for a split ({_named(unnamed, folder)}) beside {_named(read, folder)}, which is: once a "
+            "file is named train, test, validation, dev or eval, datasets reads only the files so named"
+            if unnamed
+            else "",
+            f"in another format than its {reader} files ({_named(foreign, folder)}), which ms-swift skips"
+            if foreign
             else "",
         ]
         raise _refuse(key, folder, "with files ms-swift would not train on: " + "; ".join(w for w in why if w), read)
