@@ -4,6 +4,7 @@ the fake swift: what is sent; tests/test_slurm_offline_e2e.py trains from the co
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -171,3 +172,31 @@ def test_the_progress_bar_off_a_terminal_prints_a_line_a_quarter(capsys) -> None
         "  org/big: 99%, 990.0 MB of 1.0 GB",
         "  org/big: 100%, 1.0 GB of 1.0 GB",
     ]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+def test_a_full_or_read_only_disk_during_the_download_is_named_not_the_hub(tmp_path, monkeypatch, code) -> None:
+    from mhsft.checks import Check
+    from mhsft.environment import Environment
+    from mhsft.errors import MhsftError
+    from mhsft.process.isolated import Outcome
+    from mhsft.slurm import download, hub_download
+
+    def disk_fails(*_args) -> None:
+        raise OSError(code, os.strerror(code))  # as the SDK's write lets it through
+
+    monkeypatch.setattr(hub_download, "listing", lambda *_args: {"model.safetensors": 10})
+    monkeypatch.setattr(hub_download, "snapshot", disk_fails)
+    said: list[tuple[str, object]] = []
+    target = tmp_path / "hub-cache" / "modelscope" / "tiny" / "model"
+    hub_download.download(
+        {"hub": "ms", "repo_id": "tiny/model", "revision": None, "target": str(target)},
+        lambda k, v: said.append((k, v)),
+    )
+    checks = [Check(**v) for k, v in said if k == "check"]
+    assert [(c.name, c.detail) for c in checks] == [("target disk", os.strerror(code))]
+    wanted = download.Download("model", "tiny/model", "ms", None, target)
+    with pytest.raises(MhsftError) as raised:
+        download._outcome(wanted, Outcome(checks=checks, facts={"total": "10", "needed": "10"}), Environment({}))
+    assert raised.value.exit_code == 2 and os.strerror(code) in raised.value.message
+    assert "not the hub" in raised.value.message and "[slurm] download_dir" in raised.value.message

@@ -198,6 +198,13 @@ def _outcome(d: Download, outcome: isolated.Outcome, environment: Environment) -
             f"{_size(int(facts['total']))}). Nothing was downloaded and nothing queued: free space there, or set "
             "[slurm] download_dir to a shared folder on a larger disk."
         )
+    if checks and checks[-1].name == "target disk":
+        raise MhsftError(
+            f"the download of [sft] {d.key} {d.repo_id} into {d.target} stopped: {checks[-1].detail} (the disk there, "
+            "not the hub; a quota counts though the disk shows free space). Nothing was queued; what arrived is "
+            "kept and the next `mhsft submit` resumes. Free space there, or set [slurm] download_dir to a shared "
+            "folder on a larger disk."
+        )
     stalled = isolated.failure(d.repo_id, outcome, DOWNLOAD_TIMEOUT_S, where, "")
     if outcome.stopped:
         detail = f"{where} sent nothing for {STALL_S:g} s during {outcome.step or 'the download'} (stalled)"

@@ -11,7 +11,9 @@ reported as `progress` lines every half second (the parent draws the bar and sto
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -23,6 +25,7 @@ from mhsft.process import isolated
 
 MARKER = ".mhsft-download.json"
 POLL_S = 0.5
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}  # the target's disk, not the hub
 
 
 def listing(hub: str, repo_id: str, revision: str | None, token: str | None) -> dict[str, int]:
@@ -72,8 +75,9 @@ def _size(path: Path) -> int | None:
 
 
 def folder_bytes(target: Path) -> int:
-    """Every byte under `target` (the SDKs' partial files included), for the progress bar."""
-    return sum(p.stat().st_size for p in target.rglob("*") if p.is_file() and p.name != MARKER)
+    """Every byte under `target` (the SDKs' partial files included), for the progress bar; a partial file the SDK
+    renames or removes meanwhile counts as nothing."""
+    return sum(size or 0 for p in target.rglob("*") if p.name != MARKER and p.is_file() and (size := _size(p)))
 
 
 def free_bytes(target: Path) -> int:
@@ -111,6 +115,11 @@ def download(args: dict[str, Any], emit: isolated.Emit) -> None:
     """The child: list, check the disk, download; reports facts (total, needed, free, files) and one check."""
     try:
         _download(args, emit)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            emit("check", Check("hub", FAIL, failure(exc)).as_dict())
+        else:  # a quota or a read-only disk: `disk_usage` saw free space, the write failed
+            emit("check", Check("target disk", FAIL, os.strerror(exc.errno)).as_dict())
     except Exception as exc:  # the SDKs' own exceptions: reported as the cause, never a traceback
         emit("check", Check("hub", FAIL, failure(exc)).as_dict())
 
