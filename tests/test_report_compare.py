@@ -111,3 +111,16 @@ def test_out_must_be_new_empty_or_an_earlier_report(workdir: Path, env: dict, fa
     (folder,) = (workdir / ".mhsft" / "reports").iterdir()
     assert "No sample answers: --samples 0." in (folder / "report.md").read_text()
     assert (workdir / "mine" / "notes.txt").read_text() == "mine\n"
+
+
+def test_every_run_answers_with_the_backend_the_report_names() -> None:
+    from types import SimpleNamespace
+
+    from mhsft.reporting.samples import generation
+
+    first = SimpleNamespace(defaults=lambda section: {"infer_backend": "vllm", "max_new_tokens": 16})
+    options = {"backend": None, "max_new_tokens": None, "temperature": 0.0}
+    settings, said = generation(first, options)  # the first run's [infer]: what every run is then given
+    assert settings == {"backend": "vllm", "max_new_tokens": 16, "temperature": 0.0} and "backend vllm" in said
+    settings, said = generation(SimpleNamespace(defaults=lambda section: {}), options)
+    assert settings["backend"] == "transformers" and "backend transformers" in said

@@ -87,7 +87,7 @@ def generation(target: Target, options: dict[str, Any]) -> tuple[dict[str, Any],
     max_new = options["max_new_tokens"] or configured.get("max_new_tokens") or 256
     backend = options["backend"] or configured.get("infer_backend") or "transformers"
     said = f"`swift infer` (backend {backend}, max_new_tokens {max_new}, temperature {options['temperature']:g})"
-    return {"backend": options["backend"], "max_new_tokens": max_new, "temperature": options["temperature"]}, said
+    return {"backend": backend, "max_new_tokens": max_new, "temperature": options["temperature"]}, said
 
 
 def _prompts(files: list[Path], out: Path, written: list[str], n: int) -> tuple[Path, int]:
