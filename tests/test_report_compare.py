@@ -124,3 +124,14 @@ def test_every_run_answers_with_the_backend_the_report_names() -> None:
     assert settings == {"backend": "vllm", "max_new_tokens": 16, "temperature": 0.0} and "backend vllm" in said
     settings, said = generation(SimpleNamespace(defaults=lambda section: {}), options)
     assert settings["backend"] == "transformers" and "backend transformers" in said
+
+
+def test_runs_without_held_out_prompts_are_compared_without_answers(workdir: Path, env: dict, fake_swift) -> None:
+    a, b = two_runs(workdir, env)  # no val_dataset, no split-off rows, no --prompts
+    result = mhsft("report", a["id"], b["id"], "--out", "rep", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "no held-out prompts" in result.stderr and infers(fake_swift) == []
+    md = (workdir / "rep" / "report.md").read_text()
+    assert "| sft.lora_rank | 4 | 8 |" in md and "No sample answers: run " in md and "--prompts FILE" in md
+    missing = mhsft("report", a["id"], b["id"], "--prompts", "nope.jsonl", "--out", "rep2", env=env, cwd=workdir)
+    assert missing.returncode == 2 and "--prompts nope.jsonl: no such file" in missing.stderr  # asked for: refused

@@ -90,7 +90,13 @@ def _answers(compared: Compared, environment: Environment, options: dict[str, An
     if not answering:
         return [*blocks, document.Para(f"No sample answers: no run has a {options['checkpoint']} checkpoint.")]
     _, first, target = answering[0]
-    files, source = samples.prompt_files(first, checkpoints.run_dir_of(first), options["prompts"])
+    try:
+        files, source = samples.prompt_files(first, checkpoints.run_dir_of(first), options["prompts"])
+    except MhsftError as exc:
+        if options["prompts"] is not None:
+            raise
+        ui.warn(exc.message)  # the comparison stands without answers (a sweep report did before they came)
+        return [*blocks, document.Para(f"No sample answers: {exc.message}")]
     settings, said = samples.generation(target, options)
     found = samples.each_run([(r.id, t) for _, r, t in answering], compared.dest, files, options["samples"], settings)
     text = (
