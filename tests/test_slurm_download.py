@@ -89,6 +89,22 @@ def test_submit_downloads_the_hub_model_once_and_the_nodes_get_its_folder(workdi
     assert frozen(workdir)[0]["sft"]["model"] == str(target)
 
 
+def test_a_complete_download_is_used_when_the_hub_does_not_answer(workdir, env, hub) -> None:
+    e, mark = setup(workdir, env, hub)
+    target = workdir / ".mhsft" / "hub-cache" / "modelscope" / "tiny" / "model"
+    assert mhsft("submit", "r.toml", env=e, cwd=workdir).returncode == 0
+    hub.stop()  # the hub is gone now (a login node that lost its route): the copy here is whole
+    mark.unlink()
+    again = mhsft("submit", "r.toml", env=e, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "the hub's file list could not be read" in again.stderr and "is used as it is" in again.stderr
+    assert mark.exists() and frozen(workdir)[0]["sft"]["model"] == str(target)
+    (target / "model.safetensors").write_bytes(b"cut")  # no longer whole: without the hub, nothing to go on
+    mark.unlink()
+    cut = mhsft("submit", "r.toml", env=e, cwd=workdir)
+    assert cut.returncode == 3 and "failed before the queue" in cut.stderr and not mark.exists(), cut.stderr
+
+
 def test_adapters_named_by_hub_id_are_downloaded_too(workdir, env, hub) -> None:
     e, mark = setup(workdir, env, hub)
     write(workdir.parent / "adapter" / "adapter_config.json", '{"peft_type": "LORA"}')

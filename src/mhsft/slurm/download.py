@@ -178,6 +178,11 @@ def fetch(downloads: list[Download], environment: Environment) -> None:
         bar.end()
         _outcome(d, outcome, environment)
         total, needed = int(outcome.facts["total"]), int(outcome.facts["needed"])
+        if unverified := outcome.facts.get("unverified"):
+            ui.warn(
+                f"{d.repo_id}: the hub's file list could not be read ({unverified}); the complete earlier download "
+                f"in {d.target} is used as it is, not compared with the hub."
+            )
         if needed:
             ui.info(f"{d.repo_id}: downloaded {_size(needed)} in {time.monotonic() - started:.1f} s")
         else:

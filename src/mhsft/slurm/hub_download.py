@@ -58,13 +58,18 @@ def present(target: Path, files: dict[str, int]) -> int:
     return sum(size for name, size in files.items() if _size(target / name) == size)
 
 
+def marked(target: Path) -> dict[str, int] | None:
+    """The files (with sizes) the marker of a finished download in `target` lists; None without one."""
+    try:
+        files = json.loads((target / MARKER).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return files if isinstance(files, dict) else None
+
+
 def complete(target: Path, files: dict[str, int]) -> bool:
     """Whether a finished download of exactly these files is in `target` (its marker, and every file's size)."""
-    try:
-        marked = json.loads((target / MARKER).read_text(encoding="utf-8")).get("files")
-    except (OSError, ValueError):
-        return False
-    return marked == files and present(target, files) == sum(files.values())
+    return marked(target) == files and present(target, files) == sum(files.values())
 
 
 def _size(path: Path) -> int | None:
@@ -128,7 +133,16 @@ def _download(args: dict[str, Any], emit: isolated.Emit) -> None:
     hub, repo_id, revision, target = args["hub"], args["repo_id"], args["revision"], Path(args["target"])
     name = f"download of {repo_id}"
     emit("step", f"the file list of {repo_id}")
-    files = listing(hub, repo_id, revision, args.get("token"))
+    try:
+        files = listing(hub, repo_id, revision, args.get("token"))
+    except Exception as exc:
+        earlier = marked(target)
+        if earlier is None or not complete(target, earlier):
+            raise
+        unverified = {"unverified": failure(exc), "total": str(sum(earlier.values())), "files": str(len(earlier))}
+        emit("facts", unverified | {"needed": "0"})  # a whole earlier download, not compared with the hub's list
+        emit("check", Check(name, OK, "already here; the hub's file list could not be read").as_dict())
+        return
     total = sum(files.values())
     if complete(target, files):
         emit("facts", {"total": str(total), "needed": "0", "files": str(len(files))})
