@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,16 @@ def test_a_full_or_read_only_disk_during_the_download_is_named_not_the_hub(tmp_p
         download._outcome(wanted, Outcome(checks=checks, facts={"total": "10", "needed": "10"}), Environment({}))
     assert raised.value.exit_code == 2 and os.strerror(code) in raised.value.message
     assert "not the hub" in raised.value.message and "[slurm] download_dir" in raised.value.message
+
+
+def test_reaping_a_killed_child_ends_though_popens_waitpid_lock_was_left_held() -> None:
+    from mhsft.process.isolated import REAP_S, reap
+
+    proc = subprocess.Popen(["sleep", "600"], text=True)
+    proc._waitpid_lock.acquire()  # what a Ctrl-C inside Popen.wait, just after it took the lock, leaves behind
+    proc.kill()
+    started = time.monotonic()
+    reap(proc)  # a plain proc.wait() blocks here for good: the CI hang of a Ctrl-C'd download
+    assert time.monotonic() - started < REAP_S + 30
+    with pytest.raises(ChildProcessError):
+        os.waitpid(proc.pid, os.WNOHANG)  # reaped: no zombie left

@@ -29,6 +29,7 @@ from typing import Any
 from mhsft.checks import FAIL, Check
 
 Emit = Callable[[str, Any], None]
+REAP_S = 5.0  # how long `reap` waits through Popen's own lock
 KILL_GRACE_S = 0.25  # the child's own deadline comes this much before the kill, so that it can report first
 
 
@@ -73,6 +74,16 @@ def _wait(proc: subprocess.Popen[str], deadline: float, outcome: Outcome, idle: 
                 return None
 
 
+def reap(proc: subprocess.Popen[str]) -> None:
+    """Wait for a killed child. A Ctrl-C that lands inside `Popen.wait` just after it took its waitpid lock
+    leaves that lock held (CPython's race), and a plain `wait()` would then block forever: bypass it."""
+    try:
+        proc.wait(REAP_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(proc.pid, 0)
+
+
 def run(
     target: str,
     args: Mapping[str, Any],
@@ -109,7 +120,7 @@ def run(
                 outcome.stopped = True
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                reap(proc)
         reader.join(1.0)
         errors.seek(0, os.SEEK_END)
         errors.seek(max(0, errors.tell() - 400))
