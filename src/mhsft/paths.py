@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -24,3 +25,14 @@ def exists(path: Path | str) -> bool:
 def absolute(value: str, cwd: Path) -> str:
     """`value` as an absolute path, `~` expanded, relative paths taken from `cwd`."""
     return os.path.normpath(cwd / os.path.expanduser(value))  # `~nouser` stays as typed
+
+
+def unwritable(folder: Path | str, prefix: str = ".mhsft-") -> OSError | None:
+    """Why `folder` (created if missing) cannot be written, by writing a scratch file there; None when it can."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=prefix):
+            pass
+    except OSError as exc:
+        return exc
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import netrc
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 from mhsft.checks import FAIL, OK, Check
 from mhsft.environment import NESTED_SWANLAB, Environment, breaks_swanlab, without_secrets
 from mhsft.errors import PREFLIGHT, MhsftError
-from mhsft.paths import absolute
+from mhsft.paths import absolute, unwritable
 from mhsft.process import isolated
 from mhsft.recipe.model import Recipe, SwanlabSettings
 
@@ -338,12 +337,9 @@ def local_checks(settings: SwanlabSettings, environment: Environment, cwd: Path,
         )
     log_dir = Path(absolute(settings.log_dir or environment.get("SWANLAB_LOG_DIR") or "swanlog", cwd))
     found.facts["log_dir"] = str(log_dir)
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=log_dir, prefix=".mhsft-"):
-            pass
+    if (exc := unwritable(log_dir)) is None:
         found.checks.append(Check("swanlab log dir", OK, f"{log_dir} is writable"))
-    except OSError as exc:
+    else:
         found.checks.append(
             Check(
                 "swanlab log dir",

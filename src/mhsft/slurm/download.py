@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from mhsft import ui
 from mhsft.checks import OK
 from mhsft.environment import Environment, without_secrets
 from mhsft.errors import PREFLIGHT, MhsftError
-from mhsft.paths import absolute
+from mhsft.paths import absolute, unwritable
 from mhsft.preflight.hub import endpoint
 from mhsft.process import isolated
 from mhsft.recipe.argv import looks_local
@@ -112,16 +111,12 @@ def hub_datasets_need_the_gate(recipe: Recipe, settings: SlurmSettings, cwd: Pat
 
 
 def _writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mhsft-write-"):
-            pass
-    except OSError as exc:
+    if exc := unwritable(folder, ".mhsft-write-"):
         raise MhsftError(
             f"[slurm] download_dir: {folder} cannot be written here ({exc.strerror or exc}), so the model cannot be "
             "downloaded before the queue. Set [slurm] download_dir to a folder on storage the nodes share and you "
             "can write to."
-        ) from None
+        )
 
 
 def _size(n: float) -> str:

@@ -82,7 +82,7 @@ def _size(path: Path) -> int | None:
 def folder_bytes(target: Path) -> int:
     """Every byte under `target` (the SDKs' partial files included), for the progress bar; a partial file the SDK
     renames or removes meanwhile counts as nothing."""
-    return sum(size or 0 for p in target.rglob("*") if p.name != MARKER and p.is_file() and (size := _size(p)))
+    return sum(size for p in target.rglob("*") if p.name != MARKER and p.is_file() and (size := _size(p)))
 
 
 def free_bytes(target: Path) -> int:

@@ -11,7 +11,6 @@ bounded child process as the preflight (see `process.isolated`), with plain HTTP
 
 from __future__ import annotations
 
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from typing import Any
 from mhsft.checks import FAIL, OK, Check
 from mhsft.environment import Environment, without_secrets
 from mhsft.errors import PREFLIGHT, MhsftError
+from mhsft.paths import unwritable
 from mhsft.preflight.swanlab import find_key
 from mhsft.process import isolated
 from mhsft.recipe.model import Recipe
@@ -70,14 +70,11 @@ def folders(plan: Plan, recipe: Recipe, cwd: Path, run_id: str | None) -> list[C
         ("output folder", plan.output_dir),
         ("SwanLab log folder", swanlab_log_dir(recipe, cwd, run_id)),
     ):
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".mhsft-node-"):
-                pass
-            found.append(Check(what, OK, f"{folder} is writable"))
-        except OSError as exc:
+        if exc := unwritable(folder, ".mhsft-node-"):  # type: ignore[arg-type]
             fix = "submit from a folder every node shares (home or project storage), or set the path to one"
             found.append(Check(what, FAIL, f"{folder} is not writable on this node ({exc.strerror or exc})", fix))
+        else:
+            found.append(Check(what, OK, f"{folder} is writable"))
     return found
 
 
