@@ -17,6 +17,7 @@ import tomllib
 
 from test_cli_basics import HEAVY, loaded_modules
 
+from support.environment import SECRET
 from support.hub_server import HubStandIn
 from support.running import mhsft, write
 from support.waiting import wait_until
@@ -230,3 +231,14 @@ def test_reaping_a_killed_child_ends_though_popens_waitpid_lock_was_left_held() 
     assert time.monotonic() - started < REAP_S + 30
     with pytest.raises(ChildProcessError):
         os.waitpid(proc.pid, os.WNOHANG)  # reaped: no zombie left
+
+
+def test_the_hub_token_reaches_no_output_and_no_written_file(workdir, env, hub) -> None:
+    e, mark = setup(workdir, env, hub)
+    hub.tokens[SECRET] = "alice"  # a real-looking token the stand-in accepts, for the login and the download
+    write(workdir / ".env", f"MODELSCOPE_API_TOKEN={SECRET}\n")
+    result = mhsft("submit", "r.toml", env=e, cwd=workdir)
+    assert result.returncode == 0 and mark.exists(), result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    written = [p for p in workdir.rglob("*") if p.is_file() and p.name != ".env"]
+    assert written and not [p for p in written if SECRET.encode() in p.read_bytes()]  # records, script, model files
