@@ -15,7 +15,7 @@ from mhsft.view.benchmarks import table
 from test_cli_basics import HEAVY, loaded_modules
 
 from support.environment import loopback_only
-from support.running import local_recipe, mhsft, write
+from support.running import local_recipe, mhsft, recorded, write
 
 
 def checkpoint(folder: Path, lora: bool = True, args: bool = True) -> Path:
@@ -202,15 +202,17 @@ def test_a_target_that_is_neither_a_recipe_nor_a_run_is_refused(workdir, env, fa
 
 def test_runs_show_and_compare_list_the_recorded_scores(workdir, env, fake_swift) -> None:
     local_recipe(workdir)
+    trained: list[str] = []  # in training order
     for lora_rank, tuned in ((8, 0.25), (16, 0.5)):
-        assert mhsft("train", "r.toml", "--set", f"sft.lora_rank={lora_rank}", env=env, cwd=workdir).returncode == 0
-        path = max((workdir / ".mhsft" / "runs").glob("*-sft-*.json"))
-        record = json.loads(path.read_text())
+        result, record = recorded("train", "r.toml", "--set", f"sft.lora_rank={lora_rank}", env=env, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        trained.append(record["id"])
+        path = workdir / ".mhsft" / "runs" / f"{record['id']}.json"
         row = {"benchmark": "general_qa", "metric": "rouge-l-recall", "base": 0.125, "finetuned": tuned,
                "delta": tuned - 0.125, "samples": 8, "metrics": {}}  # fmt: skip
         record["extra"]["eval"] = {"evaluated_at": "2026-12-01T10:00:00", "benchmarks": [row]}
         path.write_text(json.dumps(record))
-    first, second = sorted(p.stem for p in (workdir / ".mhsft" / "runs").glob("*-sft-*.json"))
+    first, second = trained
     shown = mhsft("runs", "show", second, env=env, cwd=workdir).stdout
     assert "benchmarks (mhsft eval, 2026-12-01 10:00:00):" in shown
     assert "general_qa  rouge-l-recall  0.1250  0.5000      +0.3750  8" in shown

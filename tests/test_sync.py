@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from support.environment import SECRET
-from support.running import local_recipe, mhsft, write
+from support.running import local_recipe, mhsft, recorded, write
 from support.swanlab_server import SwanLabCloud
 from support.waiting import scaled, wait_until
 
@@ -38,9 +38,9 @@ def offline(workdir: Path, env: dict[str, str], cloud: SwanLabCloud) -> dict[str
 
 
 def train(workdir: Path, env: dict[str, str], *args: str) -> dict:
-    result = mhsft("train", "r.toml", *args, env=env, cwd=workdir)
+    result, record = recorded("train", "r.toml", *args, env=env, cwd=workdir)
     assert result.returncode == 0, result.stderr
-    return max((json.loads(p.read_text()) for p in (workdir / ".mhsft" / "runs").glob("*.json")), key=lambda r: r["id"])
+    return record
 
 
 def logged(record: dict) -> list[tuple[int, float]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -29,6 +28,8 @@ def absolute(value: str, cwd: Path) -> str:
 
 def unwritable(folder: Path | str, prefix: str = ".mhsft-") -> OSError | None:
     """Why `folder` (created if missing) cannot be written, by writing a scratch file there; None when it can."""
+    import tempfile  # not at the top: it imports shutil, which --dry-run and validation do not need
+
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=prefix):

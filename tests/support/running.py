@@ -40,6 +40,16 @@ def mhsft(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120, **kw
     )
 
 
+def recorded(*args: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `mhsft ARGS` and return the one run record it wrote. Not "the newest": ids made in the same second
+    sort by their random suffix."""
+    runs = cwd / ".mhsft" / "runs"
+    before = set(runs.glob("*.json"))
+    result = mhsft(*args, env=env, cwd=cwd)
+    (path,) = set(runs.glob("*.json")) - before
+    return result, json.loads(path.read_text())
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
