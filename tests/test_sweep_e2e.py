@@ -55,7 +55,9 @@ def test_a_max_length_that_drops_rows_refuses_the_sweep_before_any_trial(tiny) -
     result = mhsft(*args, env=tiny.env, cwd=tiny.work, timeout=TIMEOUT)
     assert result.returncode == 4, result.stderr
     assert "sweep trial len16: dataset check failed" in result.stderr and "No trial was started" in result.stderr
-    assert result.stderr.count("swift export") == 1  # the second max_length is judged on the first's export
+    # one gate per max_length, in the grid's order: the first passes, the second is refused
+    assert result.stderr.count("swift export") == 2, result.stderr
+    assert result.stderr.index("data check for len512") < result.stderr.index("data check for len16")
     assert not (tiny.work / "out-refused").exists() and not (tiny.work / ".mhsft" / "runs").exists()
 
 

@@ -69,9 +69,12 @@ def _preflight(base: Recipe, environment: Environment, check: bool, timeout: flo
 
 
 def _gates(sweep: store.Sweep, plans: list[tuple[str, Recipe, str]], environment: Environment, cwd: Path) -> None:
-    """Run the dataset gate once per signature not yet checked (`plans`: signature, recipe, trial name)."""
-    for signature, group in itertools.groupby(sorted(plans, key=lambda p: p[0]), key=lambda p: p[0]):
-        members = list(group)
+    """Run the dataset gate once per signature not yet checked (`plans`: signature, recipe, trial name), in the
+    order of the signatures' first trials."""
+    groups: dict[str, list[tuple[str, Recipe, str]]] = {}
+    for plan in plans:
+        groups.setdefault(plan[0], []).append(plan)
+    for signature, members in groups.items():
         if signature not in sweep.gates:
             names = ", ".join(name for _, _, name in members)
             sweep.gates[signature] = prepare.gate_once(members[0][1], names, environment, cwd)
