@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -11,6 +12,15 @@ import pytest
 
 from support.environment import TESTS, base_env
 from support.running import FakeSwift
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Undo an inherited "ignore" of SIGINT and SIGQUIT. A non-interactive shell starts a background job (`bash
+    .ci/run &`) with both ignored, exec passes that on, and Python then leaves SIGINT ignored: an mhsft started by
+    the tests would not see their Ctrl-C, as it sees a user's at a terminal."""
+    for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGQUIT, signal.SIG_DFL)):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,13 @@ def test_signals_are_forwarded_to_swifts_process_group(workdir, env, fake_swift,
     assert gone(info["pid"]) and gone(info["grandchild"])  # swift and its own child are both gone
     (rec,) = records(workdir)
     assert rec["status"] == "interrupted" and rec["exit_code"] == expected
+
+
+def test_the_processes_the_tests_start_take_ctrl_c_however_the_suite_was_started() -> None:
+    """Started as a background job of a script (SIGINT and SIGQUIT ignored), the suite's children would keep
+    ignoring the Ctrl-C that the tests send (conftest's pytest_configure undoes it)."""
+    code = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "True"
 
 
 BAD_INPUTS = {
