@@ -227,7 +227,7 @@ def test_reaping_a_killed_child_ends_though_popens_waitpid_lock_was_left_held() 
     proc._waitpid_lock.acquire()  # what a Ctrl-C inside Popen.wait, just after it took the lock, leaves behind
     proc.kill()
     started = time.monotonic()
-    reap(proc)  # a plain proc.wait() blocks here for good: the CI hang of a Ctrl-C'd download
+    reap(proc)  # a plain proc.wait() would block here for good
     assert time.monotonic() - started < REAP_S + 30
     with pytest.raises(ChildProcessError):
         os.waitpid(proc.pid, os.WNOHANG)  # reaped: no zombie left

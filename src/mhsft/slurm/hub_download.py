@@ -121,10 +121,10 @@ def download(args: dict[str, Any], emit: isolated.Emit) -> None:
     try:
         _download(args, emit)
     except OSError as exc:
-        if exc.errno not in DISK_ERRORS:
-            emit("check", Check("hub", FAIL, failure(exc)).as_dict())
-        else:  # a quota or a read-only disk: `disk_usage` saw free space, the write failed
+        if exc.errno in DISK_ERRORS:  # a quota or a read-only disk: `disk_usage` saw free space, the write failed
             emit("check", Check("target disk", FAIL, os.strerror(exc.errno)).as_dict())
+        else:
+            emit("check", Check("hub", FAIL, failure(exc)).as_dict())
     except Exception as exc:  # the SDKs' own exceptions: reported as the cause, never a traceback
         emit("check", Check("hub", FAIL, failure(exc)).as_dict())
 
@@ -137,7 +137,7 @@ def _download(args: dict[str, Any], emit: isolated.Emit) -> None:
         files = listing(hub, repo_id, revision, args.get("token"))
     except Exception as exc:
         earlier = marked(target)
-        if earlier is None or not complete(target, earlier):
+        if earlier is None or present(target, earlier) != sum(earlier.values()):
             raise
         unverified = {"unverified": failure(exc), "total": str(sum(earlier.values())), "files": str(len(earlier))}
         emit("facts", unverified | {"needed": "0"})  # a whole earlier download, not compared with the hub's list
